@@ -1,0 +1,35 @@
+//! discovery-core: the [`DiscoverySource`] trait, the observation model, and
+//! the [`Registry`] that merges what every source sees into one roster.
+//!
+//! A backend implements [`DiscoverySource`]; the registry runs it under
+//! supervision (restart with backoff on error or panic) and merges its
+//! [`Observation`]s with everyone else's: identity by strong aliases,
+//! conflicts reported not merged, per-field priority, filtered and ranked
+//! addresses, TTLs, fallback sources, a versioned watch, and a cache file.
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod addr;
+mod cache;
+pub mod config;
+pub mod model;
+mod registry;
+pub mod roster;
+pub mod source;
+mod status;
+
+pub use addr::{parse_addr, AddrError, AddressClass, AddressPolicy};
+pub use config::{LocalConfig, RegistryConfig, SourceCommon};
+pub use model::{Alias, AliasKind, LocalPeer, Metadata, Observation, Role};
+pub use multiaddr::{self, Multiaddr};
+pub use registry::{Registry, RegistryBuilder, RegistryError, SourceOptions, Watch, WatchUpdate};
+pub use roster::{Conflict, Peer, PeerSource, Roster, RosterEvent};
+pub use source::{Closed, DiscoverySource, EventSender, Mode, SourceContext, SourceError, SourceEvent};
+pub use status::{Health, SourceStatus};
+pub use tokio_util::sync::CancellationToken;
+
+/// Internals exposed for the benchmark only; not a stable API.
+#[doc(hidden)]
+pub mod bench {
+    pub use crate::registry::bench::*;
+}

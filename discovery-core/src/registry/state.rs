@@ -1,0 +1,1009 @@
+//! The merge state machine: observations in, peers and ordered events out.
+//! Synchronous and clock-injected so every rule is testable and benchable.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use multiaddr::Multiaddr;
+use tokio::time::Instant;
+
+use crate::addr::{AddressPolicy, DropReason};
+use crate::model::{Alias, AliasKind, Metadata, Observation, Role};
+use crate::roster::{Conflict, Peer, PeerSource, Roster, RosterEvent};
+use crate::source::{SourceEvent, SourceIdx};
+use crate::status::{Health, SourceStatus};
+
+type ObsIdx = u32;
+type PeerIdx = u32;
+
+/// What a source is to the merge.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum SourceClass {
+    Primary,
+    Fallback,
+    /// Observations reloaded from the cache file: they stand in until every
+    /// primary source has synced once.
+    Cache,
+}
+
+impl From<Role> for SourceClass {
+    fn from(r: Role) -> Self {
+        match r {
+            Role::Primary => SourceClass::Primary,
+            Role::Fallback => SourceClass::Fallback,
+        }
+    }
+}
+
+#[derive(Debug)]
+struct SourceMeta {
+    name: Arc<str>,
+    priority: i32,
+    class: SourceClass,
+    max_staleness: Duration,
+    keys: HashMap<Box<str>, ObsIdx>,
+    health: Health,
+    synced: bool,
+    attempted: bool,
+    last_sync: Option<SystemTime>,
+    last_error: Option<String>,
+    stale_deadline: Option<Instant>,
+    restarts: u32,
+}
+
+#[derive(Debug)]
+struct ObsEntry {
+    source: SourceIdx,
+    key: Box<str>,
+    aliases: Vec<Alias>,
+    addrs: Vec<Multiaddr>,
+    meta: Metadata,
+    expiry: Option<(Instant, u64)>,
+    last_seen: SystemTime,
+    peer: Option<PeerIdx>,
+    active: bool,
+}
+
+#[derive(Debug)]
+struct PeerEntry {
+    members: Vec<ObsIdx>,
+    view: Peer,
+}
+
+/// One group being formed during a partition.
+struct Group {
+    members: Vec<ObsIdx>,
+    /// Values of the singular kinds, indexed like `AliasKind::ALL`.
+    singular: [Option<Box<str>>; 5],
+    merged_into: Option<usize>,
+}
+
+fn kind_index(k: AliasKind) -> usize {
+    AliasKind::ALL.iter().position(|x| *x == k).unwrap_or(0)
+}
+
+#[derive(Debug)]
+pub(crate) struct State {
+    policy: AddressPolicy,
+    sources: Vec<SourceMeta>,
+    obs: Vec<Option<ObsEntry>>,
+    free_obs: Vec<ObsIdx>,
+    alias_index: [HashMap<Box<str>, Vec<ObsIdx>>; 5],
+    peers: Vec<Option<PeerEntry>>,
+    free_peers: Vec<PeerIdx>,
+    peer_ids: HashMap<String, PeerIdx>,
+    expiry: BTreeMap<(Instant, u64), ObsIdx>,
+    expiry_seq: u64,
+    version: u64,
+    fallback_active: bool,
+    conflicts: BTreeMap<(AliasKind, String), Conflict>,
+    visit_stamp: Vec<u32>,
+    visit_gen: u32,
+    out: Vec<RosterEvent>,
+    dropped_addrs: u64,
+}
+
+impl State {
+    pub(crate) fn new(policy: AddressPolicy) -> Self {
+        State {
+            policy,
+            sources: Vec::new(),
+            obs: Vec::new(),
+            free_obs: Vec::new(),
+            alias_index: Default::default(),
+            peers: Vec::new(),
+            free_peers: Vec::new(),
+            peer_ids: HashMap::new(),
+            expiry: BTreeMap::new(),
+            expiry_seq: 0,
+            version: 0,
+            fallback_active: true,
+            conflicts: BTreeMap::new(),
+            visit_stamp: Vec::new(),
+            visit_gen: 0,
+            out: Vec::new(),
+            dropped_addrs: 0,
+        }
+    }
+
+    pub(crate) fn add_source(
+        &mut self,
+        name: Arc<str>,
+        priority: i32,
+        class: SourceClass,
+        max_staleness: Duration,
+    ) -> SourceIdx {
+        self.sources.push(SourceMeta {
+            name,
+            priority,
+            class,
+            max_staleness,
+            keys: HashMap::new(),
+            health: Health::Starting,
+            synced: false,
+            attempted: false,
+            last_sync: None,
+            last_error: None,
+            stale_deadline: None,
+            restarts: 0,
+        });
+        (self.sources.len() - 1) as SourceIdx
+    }
+
+    pub(crate) fn version(&self) -> u64 {
+        self.version
+    }
+
+    pub(crate) fn peer_count(&self) -> usize {
+        self.peer_ids.len()
+    }
+
+    pub(crate) fn take_events(&mut self) -> std::vec::Drain<'_, RosterEvent> {
+        self.out.drain(..)
+    }
+
+    pub(crate) fn dropped_addrs(&self) -> u64 {
+        self.dropped_addrs
+    }
+
+    /// Applies one source event at monotonic time `now`, wall time `wall`.
+    pub(crate) fn apply(&mut self, src: SourceIdx, event: SourceEvent, now: Instant, wall: SystemTime) {
+        let Some(meta) = self.sources.get_mut(src as usize) else {
+            return;
+        };
+        match event {
+            SourceEvent::Upsert(o) => self.upsert(src, o, now, wall),
+            SourceEvent::Remove { key } => {
+                if let Some(&idx) = self.sources[src as usize].keys.get(key.as_str()) {
+                    self.remove_obs(idx);
+                }
+            }
+            SourceEvent::Replace(all) => {
+                let keep: std::collections::HashSet<&str> = all.iter().map(|o| o.key.as_str()).collect();
+                let gone: Vec<ObsIdx> = self.sources[src as usize]
+                    .keys
+                    .iter()
+                    .filter(|(k, _)| !keep.contains(&***k))
+                    .map(|(_, &i)| i)
+                    .collect();
+                for idx in gone {
+                    self.remove_obs(idx);
+                }
+                for o in all {
+                    self.upsert(src, o, now, wall);
+                }
+                self.mark_synced(src, wall);
+            }
+            SourceEvent::Synced => self.mark_synced(src, wall),
+            SourceEvent::Healthy => {
+                meta.health = Health::Ok;
+                meta.stale_deadline = None;
+                meta.attempted = true;
+            }
+            SourceEvent::Degraded { reason } => {
+                if meta.health != Health::Degraded || meta.stale_deadline.is_none() {
+                    meta.stale_deadline = Some(now + meta.max_staleness);
+                }
+                meta.health = Health::Degraded;
+                meta.last_error = Some(reason);
+                meta.attempted = true;
+            }
+        }
+        self.refresh_fallback();
+    }
+
+    pub(crate) fn note_restart(&mut self, src: SourceIdx) {
+        if let Some(m) = self.sources.get_mut(src as usize) {
+            m.restarts += 1;
+        }
+    }
+
+    fn mark_synced(&mut self, src: SourceIdx, wall: SystemTime) {
+        let m = &mut self.sources[src as usize];
+        m.synced = true;
+        m.attempted = true;
+        m.last_sync = Some(wall);
+        m.health = Health::Ok;
+        m.stale_deadline = None;
+        self.drop_cache_if_primaries_synced();
+    }
+
+    fn drop_cache_if_primaries_synced(&mut self) {
+        let all_synced = self
+            .sources
+            .iter()
+            .filter(|s| s.class == SourceClass::Primary)
+            .all(|s| s.synced);
+        if !all_synced {
+            return;
+        }
+        let cached: Vec<ObsIdx> = self
+            .sources
+            .iter()
+            .filter(|s| s.class == SourceClass::Cache)
+            .flat_map(|s| s.keys.values().copied())
+            .collect();
+        for idx in cached {
+            self.remove_obs(idx);
+        }
+    }
+
+    /// The earliest moment `advance` has work to do.
+    pub(crate) fn next_deadline(&self) -> Option<Instant> {
+        let ttl = self.expiry.keys().next().map(|(t, _)| *t);
+        let stale = self.sources.iter().filter_map(|s| s.stale_deadline).min();
+        match (ttl, stale) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// Expires observations whose TTL passed and drops what degraded sources
+    /// kept for longer than their maximum staleness.
+    pub(crate) fn advance(&mut self, now: Instant) {
+        while let Some((&(t, seq), &idx)) = self.expiry.iter().next() {
+            if t > now {
+                break;
+            }
+            self.expiry.remove(&(t, seq));
+            if let Some(Some(e)) = self.obs.get_mut(idx as usize) {
+                e.expiry = None;
+            }
+            tracing::debug!(obs = idx, "observation expired");
+            metrics::counter!("rollcall_observations_expired_total").increment(1);
+            self.remove_obs(idx);
+        }
+        for s in 0..self.sources.len() {
+            let due = self.sources[s].stale_deadline.is_some_and(|d| d <= now);
+            if !due {
+                continue;
+            }
+            self.sources[s].stale_deadline = None;
+            let class = self.sources[s].class;
+            let victims: Vec<ObsIdx> = self.sources[s]
+                .keys
+                .values()
+                .copied()
+                .filter(|&i| class == SourceClass::Cache || self.entry(i).is_some_and(|e| e.expiry.is_none()))
+                .collect();
+            if !victims.is_empty() {
+                tracing::warn!(source = %self.sources[s].name, dropped = victims.len(), "source stale for too long; dropping its last known set");
+            }
+            for idx in victims {
+                self.remove_obs(idx);
+            }
+        }
+        self.refresh_fallback();
+    }
+
+    fn entry(&self, idx: ObsIdx) -> Option<&ObsEntry> {
+        self.obs.get(idx as usize).and_then(|o| o.as_ref())
+    }
+
+    fn filter_addrs(&mut self, addrs: Vec<Multiaddr>) -> Vec<Multiaddr> {
+        let mut kept = Vec::with_capacity(addrs.len());
+        for a in addrs {
+            match self.policy.check(&a) {
+                None => {
+                    if !kept.contains(&a) {
+                        kept.push(a);
+                    }
+                }
+                Some(reason) => {
+                    self.dropped_addrs += 1;
+                    let why = match reason {
+                        DropReason::Unspecified => "unspecified",
+                        DropReason::Excluded(crate::addr::AddressClass::Loopback) => "loopback",
+                        DropReason::Excluded(crate::addr::AddressClass::LinkLocal) => "link_local",
+                        DropReason::Excluded(crate::addr::AddressClass::Private) => "private",
+                        DropReason::Excluded(_) => "excluded",
+                    };
+                    metrics::counter!("rollcall_addresses_dropped_total", "reason" => why).increment(1);
+                }
+            }
+        }
+        kept
+    }
+
+    fn upsert(&mut self, src: SourceIdx, o: Observation, now: Instant, wall: SystemTime) {
+        let addrs = self.filter_addrs(o.addrs);
+        let mut aliases: Vec<Alias> = Vec::with_capacity(o.aliases.len());
+        for a in o.aliases {
+            if !a.value.trim().is_empty() && !aliases.contains(&a) {
+                aliases.push(a);
+            }
+        }
+        let class = self.sources[src as usize].class;
+        let active = class != SourceClass::Fallback || self.fallback_active;
+        let existing = self.sources[src as usize].keys.get(o.key.as_str()).copied();
+
+        if let Some(idx) = existing {
+            let unchanged = self
+                .entry(idx)
+                .is_some_and(|e| e.aliases == aliases && e.addrs == addrs && e.meta == o.meta);
+            self.set_expiry(idx, o.ttl.map(|t| now + t));
+            if unchanged {
+                // A renewal: refresh last_seen in place, no event, no re-merge.
+                let (peer, name) = match self.obs[idx as usize].as_mut() {
+                    Some(e) => {
+                        e.last_seen = wall;
+                        (e.peer, self.sources[src as usize].name.clone())
+                    }
+                    None => return,
+                };
+                if let Some(p) = peer.and_then(|p| self.peers[p as usize].as_mut()) {
+                    if let Some(s) = p.view.sources.iter_mut().find(|s| *s.name == *name) {
+                        s.last_seen = s.last_seen.max(wall);
+                    }
+                }
+                return;
+            }
+            // Changed: neighbours through the old aliases must be re-partitioned too.
+            let mut seeds = self.alias_neighbours(idx);
+            let old_peer = self.entry(idx).and_then(|e| e.peer);
+            self.unindex(idx);
+            if let Some(e) = self.obs[idx as usize].as_mut() {
+                e.aliases = aliases;
+                e.addrs = addrs;
+                e.meta = o.meta;
+                e.last_seen = wall;
+            }
+            self.index(idx);
+            seeds.push(idx);
+            self.recompute(&seeds, old_peer.as_slice());
+            return;
+        }
+
+        let entry = ObsEntry {
+            source: src,
+            key: o.key.into_boxed_str(),
+            aliases,
+            addrs,
+            meta: o.meta,
+            expiry: None,
+            last_seen: wall,
+            peer: None,
+            active,
+        };
+        let idx = match self.free_obs.pop() {
+            Some(i) => {
+                self.obs[i as usize] = Some(entry);
+                i
+            }
+            None => {
+                self.obs.push(Some(entry));
+                (self.obs.len() - 1) as ObsIdx
+            }
+        };
+        let key = self.entry(idx).map(|e| e.key.clone()).unwrap_or_default();
+        self.sources[src as usize].keys.insert(key, idx);
+        self.set_expiry(idx, o.ttl.map(|t| now + t));
+        if active {
+            self.index(idx);
+            self.recompute(&[idx], &[]);
+        }
+    }
+
+    fn set_expiry(&mut self, idx: ObsIdx, at: Option<Instant>) {
+        let Some(e) = self.obs.get_mut(idx as usize).and_then(|o| o.as_mut()) else {
+            return;
+        };
+        if let Some(old) = e.expiry.take() {
+            self.expiry.remove(&old);
+        }
+        if let Some(at) = at {
+            self.expiry_seq += 1;
+            let k = (at, self.expiry_seq);
+            e.expiry = Some(k);
+            self.expiry.insert(k, idx);
+        }
+    }
+
+    fn index(&mut self, idx: ObsIdx) {
+        let Some(e) = self.obs[idx as usize].as_ref() else {
+            return;
+        };
+        if !e.active {
+            return;
+        }
+        for a in &e.aliases {
+            if a.kind.is_strong() {
+                let list = self.alias_index[kind_index(a.kind)]
+                    .entry(a.match_value().into())
+                    .or_default();
+                if !list.contains(&idx) {
+                    list.push(idx);
+                }
+            }
+        }
+    }
+
+    fn unindex(&mut self, idx: ObsIdx) {
+        let Some(e) = self.obs[idx as usize].as_ref() else {
+            return;
+        };
+        for a in &e.aliases {
+            if !a.kind.is_strong() {
+                continue;
+            }
+            let map = &mut self.alias_index[kind_index(a.kind)];
+            if let Some(list) = map.get_mut(a.match_value()) {
+                list.retain(|&i| i != idx);
+                if list.is_empty() {
+                    map.remove(a.match_value());
+                }
+            }
+        }
+    }
+
+    fn alias_neighbours(&self, idx: ObsIdx) -> Vec<ObsIdx> {
+        let mut out = Vec::new();
+        if let Some(e) = self.entry(idx) {
+            for a in e.aliases.iter().filter(|a| a.kind.is_strong()) {
+                if let Some(list) = self.alias_index[kind_index(a.kind)].get(a.match_value()) {
+                    out.extend(list.iter().copied().filter(|&i| i != idx));
+                }
+            }
+        }
+        out
+    }
+
+    fn remove_obs(&mut self, idx: ObsIdx) {
+        let seeds = self.alias_neighbours(idx);
+        self.unindex(idx);
+        self.set_expiry(idx, None);
+        let Some(e) = self.obs.get_mut(idx as usize).and_then(|o| o.take()) else {
+            return;
+        };
+        self.sources[e.source as usize].keys.remove(&e.key);
+        self.free_obs.push(idx);
+        if let Some(p) = e.peer {
+            if let Some(pe) = self.peers[p as usize].as_mut() {
+                pe.members.retain(|&m| m != idx);
+            }
+            self.recompute(&seeds, &[p]);
+        } else if !seeds.is_empty() {
+            self.recompute(&seeds, &[]);
+        }
+    }
+
+    /// Whether fallback sources count: every primary is degraded or empty.
+    fn refresh_fallback(&mut self) {
+        let want = self
+            .sources
+            .iter()
+            .filter(|s| s.class == SourceClass::Primary)
+            .all(|s| s.health == Health::Degraded || s.keys.is_empty());
+        if want == self.fallback_active {
+            return;
+        }
+        self.fallback_active = want;
+        tracing::info!(active = want, "fallback sources {}", if want { "now count" } else { "stand down" });
+        let fallback: Vec<ObsIdx> = self
+            .sources
+            .iter()
+            .filter(|s| s.class == SourceClass::Fallback)
+            .flat_map(|s| s.keys.values().copied())
+            .collect();
+        if want {
+            for &i in &fallback {
+                if let Some(e) = self.obs[i as usize].as_mut() {
+                    e.active = true;
+                }
+                self.index(i);
+            }
+            self.recompute(&fallback, &[]);
+        } else {
+            let mut seeds = Vec::new();
+            let mut old_peers = Vec::new();
+            for &i in &fallback {
+                seeds.extend(self.alias_neighbours(i));
+                self.unindex(i);
+                if let Some(e) = self.obs[i as usize].as_mut() {
+                    e.active = false;
+                    if let Some(p) = e.peer.take() {
+                        old_peers.push(p);
+                        if let Some(pe) = self.peers[p as usize].as_mut() {
+                            pe.members.retain(|&m| m != i);
+                        }
+                    }
+                }
+            }
+            self.recompute(&seeds, &old_peers);
+        }
+    }
+
+    fn next_visit_gen(&mut self) -> u32 {
+        if self.visit_stamp.len() < self.obs.len() {
+            self.visit_stamp.resize(self.obs.len(), 0);
+        }
+        self.visit_gen = self.visit_gen.wrapping_add(1);
+        if self.visit_gen == 0 {
+            self.visit_stamp.iter_mut().for_each(|s| *s = 0);
+            self.visit_gen = 1;
+        }
+        self.visit_gen
+    }
+
+    /// Re-partitions the connected component around `seeds` and the members
+    /// of `seed_peers`, then turns the difference into roster events.
+    fn recompute(&mut self, seeds: &[ObsIdx], seed_peers: &[PeerIdx]) {
+        let gen = self.next_visit_gen();
+        let mut old_peers: Vec<PeerIdx> = Vec::new();
+        let mut stack: Vec<ObsIdx> = seeds.to_vec();
+        for &p in seed_peers {
+            if !old_peers.contains(&p) {
+                old_peers.push(p);
+                if let Some(pe) = self.peers[p as usize].as_ref() {
+                    stack.extend(pe.members.iter().copied());
+                }
+            }
+        }
+        let mut comp: Vec<ObsIdx> = Vec::new();
+        while let Some(o) = stack.pop() {
+            let Some(e) = self.obs.get(o as usize).and_then(|x| x.as_ref()) else {
+                continue;
+            };
+            if !e.active || self.visit_stamp[o as usize] == gen {
+                continue;
+            }
+            self.visit_stamp[o as usize] = gen;
+            comp.push(o);
+            if let Some(p) = e.peer {
+                if !old_peers.contains(&p) {
+                    old_peers.push(p);
+                    if let Some(pe) = self.peers[p as usize].as_ref() {
+                        stack.extend(pe.members.iter().copied());
+                    }
+                }
+            }
+            for a in e.aliases.iter().filter(|a| a.kind.is_strong()) {
+                if let Some(list) = self.alias_index[kind_index(a.kind)].get(a.match_value()) {
+                    stack.extend(list.iter().copied().filter(|&x| self.visit_stamp[x as usize] != gen));
+                }
+            }
+        }
+
+        // Highest priority first, then a stable order: the partition is deterministic.
+        comp.sort_by(|&a, &b| {
+            let (ea, eb) = (self.entry(a), self.entry(b));
+            let ka = ea.map(|e| (-(self.sources[e.source as usize].priority as i64), e.source, &e.key));
+            let kb = eb.map(|e| (-(self.sources[e.source as usize].priority as i64), e.source, &e.key));
+            ka.cmp(&kb)
+        });
+
+        let (groups, found_conflicts) = self.partition(&comp);
+
+        // Forget the old peers' ids so the new groups can take them.
+        for &p in &old_peers {
+            if let Some(pe) = self.peers[p as usize].as_ref() {
+                if self.peer_ids.get(&pe.view.id) == Some(&p) {
+                    self.peer_ids.remove(&pe.view.id);
+                }
+            }
+        }
+
+        let mut claimed: Vec<PeerIdx> = Vec::new();
+        let mut group_peer_ids: Vec<String> = Vec::with_capacity(groups.len());
+        for members in groups {
+            let mut view = self.build_view(&members);
+            view.id = self.unique_id(&view, &members);
+            let reuse = members
+                .iter()
+                .filter_map(|&m| self.entry(m).and_then(|e| e.peer))
+                .find(|p| old_peers.contains(p) && !claimed.contains(p));
+            let slot = match reuse {
+                Some(p) => {
+                    claimed.push(p);
+                    let old = self.peers[p as usize].take();
+                    match old {
+                        Some(old) if old.view.id == view.id => {
+                            if !old.view.same_content(&view) {
+                                self.version += 1;
+                                self.out.push(RosterEvent::Updated {
+                                    version: self.version,
+                                    peer: view.clone(),
+                                });
+                            }
+                        }
+                        Some(old) => {
+                            self.version += 1;
+                            self.out.push(RosterEvent::Left {
+                                version: self.version,
+                                peer: old.view,
+                            });
+                            self.version += 1;
+                            self.out.push(RosterEvent::Joined {
+                                version: self.version,
+                                peer: view.clone(),
+                            });
+                        }
+                        None => {
+                            self.version += 1;
+                            self.out.push(RosterEvent::Joined {
+                                version: self.version,
+                                peer: view.clone(),
+                            });
+                        }
+                    }
+                    p
+                }
+                None => {
+                    self.version += 1;
+                    self.out.push(RosterEvent::Joined {
+                        version: self.version,
+                        peer: view.clone(),
+                    });
+                    match self.free_peers.pop() {
+                        Some(p) => p,
+                        None => {
+                            self.peers.push(None);
+                            (self.peers.len() - 1) as PeerIdx
+                        }
+                    }
+                }
+            };
+            for &m in &members {
+                if let Some(e) = self.obs[m as usize].as_mut() {
+                    e.peer = Some(slot);
+                }
+            }
+            self.peer_ids.insert(view.id.clone(), slot);
+            group_peer_ids.push(view.id.clone());
+            self.peers[slot as usize] = Some(PeerEntry { members, view });
+        }
+        for p in old_peers {
+            if claimed.contains(&p) {
+                continue;
+            }
+            if let Some(old) = self.peers[p as usize].take() {
+                self.version += 1;
+                self.out.push(RosterEvent::Left {
+                    version: self.version,
+                    peer: old.view,
+                });
+                self.free_peers.push(p);
+            }
+        }
+        self.update_conflicts(&comp, found_conflicts, &group_peer_ids);
+        metrics::gauge!("rollcall_roster_peers").set(self.peer_ids.len() as f64);
+    }
+
+    /// Greedy partition in priority order: an observation joins the groups it
+    /// shares a strong alias with, unless that would give one peer two values
+    /// of a singular kind; then the groups stay apart and a conflict is noted.
+    fn partition(&self, comp: &[ObsIdx]) -> (Vec<Vec<ObsIdx>>, Vec<FoundConflict>) {
+        let mut groups: Vec<Group> = Vec::new();
+        let mut by_alias: HashMap<(AliasKind, &str), usize> = HashMap::new();
+        let mut conflicts = Vec::new();
+        fn root(groups: &[Group], mut g: usize) -> usize {
+            while let Some(n) = groups[g].merged_into {
+                g = n;
+            }
+            g
+        }
+        for &o in comp {
+            let Some(e) = self.entry(o) else { continue };
+            let mut singular: [Option<Box<str>>; 5] = Default::default();
+            for a in &e.aliases {
+                let k = kind_index(a.kind);
+                if a.kind.is_singular() && singular[k].is_none() {
+                    singular[k] = Some(a.match_value().into());
+                }
+            }
+            let mut target: Option<usize> = None;
+            let mut seen: Vec<usize> = Vec::new();
+            for a in e.aliases.iter().filter(|a| a.kind.is_strong()) {
+                let Some(&g) = by_alias.get(&(a.kind, a.match_value())) else {
+                    continue;
+                };
+                let g = root(&groups, g);
+                if seen.contains(&g) || Some(g) == target {
+                    continue;
+                }
+                seen.push(g);
+                match target {
+                    None => match clash(&groups[g].singular, &singular) {
+                        None => {
+                            merge_singular(&mut groups[g].singular, &singular);
+                            groups[g].members.push(o);
+                            target = Some(g);
+                        }
+                        Some(k) => conflicts.push(FoundConflict {
+                            shared: a.clone(),
+                            disputed: AliasKind::ALL[k],
+                            a: groups[g].members[0],
+                            b: o,
+                        }),
+                    },
+                    Some(t) => match clash(&groups[t].singular, &groups[g].singular) {
+                        None => {
+                            let moved = std::mem::take(&mut groups[g].members);
+                            let sing = std::mem::take(&mut groups[g].singular);
+                            merge_singular(&mut groups[t].singular, &sing);
+                            groups[t].members.extend(moved);
+                            groups[g].merged_into = Some(t);
+                        }
+                        Some(k) => conflicts.push(FoundConflict {
+                            shared: a.clone(),
+                            disputed: AliasKind::ALL[k],
+                            a: groups[g].members[0],
+                            b: o,
+                        }),
+                    },
+                }
+            }
+            let t = match target {
+                Some(t) => t,
+                None => {
+                    groups.push(Group {
+                        members: vec![o],
+                        singular,
+                        merged_into: None,
+                    });
+                    groups.len() - 1
+                }
+            };
+            for a in e.aliases.iter().filter(|a| a.kind.is_strong()) {
+                by_alias.entry((a.kind, a.match_value())).or_insert(t);
+            }
+        }
+        let out = groups
+            .into_iter()
+            .filter(|g| g.merged_into.is_none() && !g.members.is_empty())
+            .map(|g| g.members)
+            .collect();
+        (out, conflicts)
+    }
+
+    fn build_view(&self, members: &[ObsIdx]) -> Peer {
+        let mut aliases: Vec<Alias> = Vec::new();
+        let mut name = None;
+        let mut status = None;
+        let mut version = None;
+        let mut capabilities: Vec<String> = Vec::new();
+        let mut labels = BTreeMap::new();
+        let mut addrs: Vec<Multiaddr> = Vec::new();
+        let mut sources: Vec<PeerSource> = Vec::new();
+        for e in members.iter().filter_map(|&m| self.entry(m)) {
+            for a in &e.aliases {
+                match aliases
+                    .iter_mut()
+                    .find(|x| x.kind == a.kind && x.match_value() == a.match_value())
+                {
+                    // Keep the longest spelling (the full container id over the short one).
+                    Some(x) if a.value.len() > x.value.len() => x.value.clone_from(&a.value),
+                    Some(_) => {}
+                    None => aliases.push(a.clone()),
+                }
+            }
+            if name.is_none() {
+                name.clone_from(&e.meta.name);
+            }
+            if status.is_none() {
+                status.clone_from(&e.meta.status);
+            }
+            if version.is_none() {
+                version.clone_from(&e.meta.version);
+            }
+            if capabilities.is_empty() {
+                capabilities.clone_from(&e.meta.capabilities);
+            }
+            for (k, v) in &e.meta.labels {
+                labels.entry(k.clone()).or_insert_with(|| v.clone());
+            }
+            for a in &e.addrs {
+                if !addrs.contains(a) {
+                    addrs.push(a.clone());
+                }
+            }
+            let sname = &self.sources[e.source as usize].name;
+            match sources.iter_mut().find(|s| *s.name == **sname) {
+                Some(s) => s.last_seen = s.last_seen.max(e.last_seen),
+                None => sources.push(PeerSource {
+                    name: sname.to_string(),
+                    last_seen: e.last_seen,
+                }),
+            }
+        }
+        aliases.sort_by_key(|a| kind_index(a.kind));
+        self.policy.sort(&mut addrs);
+        Peer {
+            id: String::new(),
+            aliases,
+            name,
+            status,
+            capabilities,
+            version,
+            labels,
+            addrs: addrs.iter().map(|a| a.to_string()).collect(),
+            sources,
+        }
+    }
+
+    /// The display id: the best alias not already taken by another peer.
+    fn unique_id(&self, view: &Peer, members: &[ObsIdx]) -> String {
+        let free = |s: &str| !self.peer_ids.contains_key(s);
+        for a in &view.aliases {
+            let v = if a.kind == AliasKind::ContainerId { a.match_value() } else { a.value.as_str() };
+            if free(v) {
+                return v.to_owned();
+            }
+        }
+        let base = members
+            .first()
+            .and_then(|&m| self.entry(m))
+            .map(|e| format!("{}/{}", self.sources[e.source as usize].name, e.key))
+            .unwrap_or_else(|| "peer".to_owned());
+        if free(&base) {
+            return base;
+        }
+        (2..)
+            .map(|n| format!("{base}#{n}"))
+            .find(|c| free(c))
+            .unwrap_or(base)
+    }
+
+    fn obs_label(&self, idx: ObsIdx) -> String {
+        self.entry(idx)
+            .map(|e| format!("{}/{}", self.sources[e.source as usize].name, e.key))
+            .unwrap_or_default()
+    }
+
+    fn update_conflicts(&mut self, comp: &[ObsIdx], found: Vec<FoundConflict>, _ids: &[String]) {
+        // Conflicts about any alias of this component are re-decided here.
+        let mut touched: Vec<(AliasKind, String)> = Vec::new();
+        for &o in comp {
+            if let Some(e) = self.entry(o) {
+                for a in &e.aliases {
+                    touched.push((a.kind, a.match_value().to_owned()));
+                }
+            }
+        }
+        let mut fresh: BTreeMap<(AliasKind, String), Conflict> = BTreeMap::new();
+        for f in found {
+            let key = (f.shared.kind, f.shared.match_value().to_owned());
+            let peer_of = |i: ObsIdx| {
+                self.entry(i)
+                    .and_then(|e| e.peer)
+                    .and_then(|p| self.peers[p as usize].as_ref())
+                    .map(|p| p.view.id.clone())
+                    .unwrap_or_default()
+            };
+            let (pa, pb) = (peer_of(f.a), peer_of(f.b));
+            let (la, lb) = (self.obs_label(f.a), self.obs_label(f.b));
+            let c = fresh.entry(key).or_insert_with(|| Conflict {
+                shared: f.shared.clone(),
+                disputed: f.disputed,
+                peers: Vec::new(),
+                observations: Vec::new(),
+            });
+            for p in [pa, pb] {
+                if !c.peers.contains(&p) {
+                    c.peers.push(p);
+                }
+            }
+            for l in [la, lb] {
+                if !c.observations.contains(&l) {
+                    c.observations.push(l);
+                }
+            }
+        }
+        for k in &touched {
+            if !fresh.contains_key(k) {
+                self.conflicts.remove(k);
+            }
+        }
+        for (k, c) in fresh {
+            if self.conflicts.get(&k) != Some(&c) {
+                tracing::warn!(alias = %c.shared.value, kind = %c.shared.kind, disputed = %c.disputed, observations = ?c.observations, "identity conflict: not merged");
+                metrics::counter!("rollcall_identity_conflicts_total").increment(1);
+                self.out.push(RosterEvent::Conflict {
+                    version: self.version,
+                    conflict: c.clone(),
+                });
+                self.conflicts.insert(k, c);
+            }
+        }
+    }
+
+    pub(crate) fn conflicts(&self) -> Vec<Conflict> {
+        self.conflicts.values().cloned().collect()
+    }
+
+    pub(crate) fn snapshot(&self) -> Roster {
+        let mut peers: Vec<Peer> = self.peers.iter().flatten().map(|p| p.view.clone()).collect();
+        peers.sort_by(|a, b| a.id.cmp(&b.id));
+        Roster {
+            version: self.version,
+            peers,
+        }
+    }
+
+    pub(crate) fn peer(&self, id: &str) -> Option<Peer> {
+        self.peer_ids
+            .get(id)
+            .and_then(|&p| self.peers[p as usize].as_ref())
+            .map(|p| p.view.clone())
+    }
+
+    pub(crate) fn statuses(&self) -> Vec<SourceStatus> {
+        self.sources
+            .iter()
+            .filter(|s| s.class != SourceClass::Cache || !s.keys.is_empty())
+            .map(|s| SourceStatus {
+                name: s.name.to_string(),
+                role: match s.class {
+                    SourceClass::Primary => "primary",
+                    SourceClass::Fallback => "fallback",
+                    SourceClass::Cache => "cache",
+                },
+                priority: s.priority,
+                health: s.health,
+                synced: s.synced,
+                attempted: s.attempted,
+                last_sync: s.last_sync,
+                last_error: s.last_error.clone(),
+                observations: s.keys.len(),
+                counted: s.class != SourceClass::Fallback || self.fallback_active,
+                restarts: s.restarts,
+            })
+            .collect()
+    }
+
+    /// Every source has finished its first attempt (synced or failed).
+    pub(crate) fn all_attempted(&self) -> bool {
+        self.sources
+            .iter()
+            .filter(|s| s.class != SourceClass::Cache)
+            .all(|s| s.attempted)
+    }
+
+    /// Every primary source has synced at least once.
+    pub(crate) fn primaries_synced(&self) -> bool {
+        self.sources
+            .iter()
+            .filter(|s| s.class == SourceClass::Primary)
+            .all(|s| s.synced)
+    }
+}
+
+struct FoundConflict {
+    shared: Alias,
+    disputed: AliasKind,
+    a: ObsIdx,
+    b: ObsIdx,
+}
+
+fn clash(a: &[Option<Box<str>>; 5], b: &[Option<Box<str>>; 5]) -> Option<usize> {
+    (0..5).find(|&k| matches!((&a[k], &b[k]), (Some(x), Some(y)) if x != y))
+}
+
+fn merge_singular(into: &mut [Option<Box<str>>; 5], from: &[Option<Box<str>>; 5]) {
+    for k in 0..5 {
+        if into[k].is_none() {
+            into[k].clone_from(&from[k]);
+        }
+    }
+}
