@@ -1,1 +1,215 @@
-fn main(){}
+//! The `rollcall` command.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+use rollcall::config::Config;
+use rollcall::{Health, Roster, SourceStatus};
+use serde::Serialize;
+
+#[derive(Parser)]
+#[command(name = "rollcall", version, about = "Find every peer of a cluster and keep one deduplicated, current roster.")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Discover, print the roster, exit.
+    Peers {
+        /// Configuration file (TOML).
+        #[arg(short, long)]
+        config: PathBuf,
+        /// Longest wait for every source's first sync ("2s", "500ms").
+        #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
+        wait: Duration,
+        /// Print the roster JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Announce [local] through the configured sources until SIGINT/SIGTERM, then say goodbye.
+    Agent {
+        /// Configuration file (TOML).
+        #[arg(short, long)]
+        config: PathBuf,
+    },
+    /// Validate configuration files; exit non-zero with a clear message on the first error.
+    CheckConfig {
+        /// Files to check.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let default_level = match cli.command {
+        Command::Peers { .. } | Command::CheckConfig { .. } => "warn",
+        Command::Agent { .. } => "info",
+    };
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("RUST_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level)),
+        )
+        .init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async move {
+        match cli.command {
+            Command::Peers { config, wait, json } => peers(&config, wait, json).await,
+            Command::Agent { config } => agent(&config).await,
+            Command::CheckConfig { files } => check_config(&files),
+        }
+    });
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+type CliResult = Result<ExitCode, Box<dyn std::error::Error>>;
+
+#[derive(Serialize)]
+struct PeersOutput<'a> {
+    version: u64,
+    peers: &'a [rollcall::Peer],
+    sources: &'a [SourceStatus],
+}
+
+async fn peers(path: &std::path::Path, wait: Duration, json: bool) -> CliResult {
+    let cfg = Config::load(path)?;
+    let registry = rollcall::discover(&cfg)?;
+    let all_done = registry.wait_first_sync(wait).await;
+    let roster = registry.snapshot();
+    let sources = registry.sources();
+    registry.shutdown().await;
+    if json {
+        let out = PeersOutput {
+            version: roster.version,
+            peers: &roster.peers,
+            sources: &sources,
+        };
+        println!("{}", serde_json::to_string_pretty(&out)?);
+    } else {
+        print_table(&roster);
+    }
+    // A failing source is never hidden: say so on stderr, whatever the format.
+    for s in &sources {
+        match s.health {
+            Health::Degraded => eprintln!(
+                "warning: source `{}` is degraded: {}",
+                s.name,
+                s.last_error.as_deref().unwrap_or("unknown reason")
+            ),
+            Health::Starting => eprintln!("warning: source `{}` did not finish its first sync within {}", s.name, humantime::format_duration(wait)),
+            Health::Ok => {}
+        }
+    }
+    if !all_done {
+        tracing::debug!("returned at --wait before every source synced");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn print_table(roster: &Roster) {
+    let rows: Vec<[String; 5]> = roster
+        .peers
+        .iter()
+        .map(|p| {
+            [
+                p.id.clone(),
+                p.status.clone().unwrap_or_else(|| "-".into()),
+                if p.addrs.is_empty() { "-".into() } else { p.addrs.join(" ") },
+                p.sources.iter().map(|s| s.name.as_str()).collect::<Vec<_>>().join(","),
+                if p.capabilities.is_empty() { "-".into() } else { p.capabilities.join(",") },
+            ]
+        })
+        .collect();
+    let header = ["ID", "STATUS", "ADDRESSES", "SOURCES", "CAPABILITIES"];
+    let mut widths = header.map(str::len);
+    for r in &rows {
+        for (w, c) in widths.iter_mut().zip(r) {
+            *w = (*w).max(c.len());
+        }
+    }
+    let line = |cells: [&str; 5]| {
+        let mut s = String::new();
+        for (i, c) in cells.iter().enumerate() {
+            if i == 4 {
+                s.push_str(c);
+            } else {
+                s.push_str(&format!("{c:<w$}  ", w = widths[i]));
+            }
+        }
+        println!("{}", s.trim_end());
+    };
+    line(header);
+    for r in &rows {
+        line([&r[0], &r[1], &r[2], &r[3], &r[4]]);
+    }
+    println!("{} peers, roster version {}", roster.peers.len(), roster.version);
+}
+
+async fn agent(path: &std::path::Path) -> CliResult {
+    let cfg = Config::load(path)?;
+    let (registry, local) = rollcall::announce(&cfg)?;
+    let stop = registry.shutdown_token();
+    let health = match cfg.local.as_ref().and_then(|l| l.health_listen) {
+        Some(listen) => {
+            let (bound, task) = rollcall::agent::serve_health(listen, &local, stop.child_token()).await?;
+            tracing::info!(%bound, "serving GET /health");
+            Some(task)
+        }
+        None => None,
+    };
+    tracing::info!(id = %local.id, aliases = ?local.aliases, addrs = ?local.addrs, "announcing");
+    wait_for_signal().await;
+    tracing::info!("stopping: saying goodbye");
+    registry.shutdown().await;
+    if let Some(t) = health {
+        let _ = t.await;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    match signal(SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+        }
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}
+
+fn check_config(files: &[PathBuf]) -> CliResult {
+    for f in files {
+        let cfg = Config::load(f)?;
+        rollcall::builder(&cfg)?;
+        let names: Vec<String> = cfg
+            .sources
+            .iter()
+            .map(|s| format!("{} ({}{})", s.name, s.type_name(), if s.common.enabled { "" } else { ", disabled" }))
+            .collect();
+        println!("ok: {} — {} source(s): {}", f.display(), names.len(), names.join(", "));
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,137 @@
+//! The agent side: the announced identity (with the container id found at
+//! start) and the `GET /health` endpoint that answers with it.
+
+use std::net::SocketAddr;
+
+use axum::routing::get;
+use axum::{Json, Router};
+use discovery_core::{Alias, AliasKind, LocalPeer};
+use serde::Serialize;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::Config;
+use crate::StartError;
+
+/// The announced peer: `[local]` plus the container id and host name of this process.
+pub fn local_peer(cfg: &Config) -> Result<LocalPeer, StartError> {
+    let local = cfg
+        .local
+        .as_ref()
+        .ok_or_else(|| StartError::Local("this command needs a [local] section with at least `id`".into()))?;
+    let mut peer = local
+        .to_local_peer()
+        .map_err(|e| StartError::Local(format!("local.addrs: {e}")))?;
+    if local.detect_container {
+        if let Some(id) = container_id() {
+            push_alias(&mut peer, Alias::new(AliasKind::ContainerId, id));
+        }
+    }
+    if let Some(h) = hostname() {
+        push_alias(&mut peer, Alias::new(AliasKind::Hostname, h));
+    }
+    Ok(peer)
+}
+
+fn push_alias(peer: &mut LocalPeer, alias: Alias) {
+    if !peer.aliases.iter().any(|a| a.kind == alias.kind) {
+        peer.aliases.push(alias);
+    }
+}
+
+fn hostname() -> Option<String> {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|s| s.trim().to_owned())
+        .filter(|s| !s.is_empty())
+}
+
+/// The id of the Docker container this process runs in, if any: from the
+/// mount table (Docker bind-mounts `/var/lib/docker/containers/<id>/hostname`,
+/// with cgroup v1 and v2 alike), then the cgroup path, then a 12-hex hostname
+/// inside a container.
+pub fn container_id() -> Option<String> {
+    let from_text = |text: &str| -> Option<String> {
+        text.split(|c: char| c == '/' || c.is_whitespace() || c == '-' || c == '.')
+            .find(|part| part.len() == 64 && part.chars().all(|c| c.is_ascii_hexdigit()))
+            .map(str::to_owned)
+    };
+    if let Ok(m) = std::fs::read_to_string("/proc/self/mountinfo") {
+        for line in m.lines().filter(|l| l.contains("/containers/") && l.contains("/hostname")) {
+            if let Some(id) = from_text(line) {
+                return Some(id);
+            }
+        }
+    }
+    if let Ok(c) = std::fs::read_to_string("/proc/self/cgroup") {
+        if let Some(id) = from_text(&c) {
+            return Some(id);
+        }
+    }
+    let in_container = std::path::Path::new("/.dockerenv").exists();
+    hostname().filter(|h| in_container && h.len() == 12 && h.chars().all(|c| c.is_ascii_hexdigit()))
+}
+
+/// The JSON `GET /health` returns: the agent's identity.
+#[derive(Debug, Clone, Serialize)]
+pub struct HealthBody {
+    /// Agent id.
+    pub id: String,
+    /// Every identity claim.
+    pub aliases: Vec<Alias>,
+    /// libp2p peer id, when configured (CHORUS-style field).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub peer_id: Option<String>,
+    /// Announced addresses.
+    pub addrs: Vec<String>,
+    /// Name.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// Status.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub status: Option<String>,
+    /// Capabilities.
+    pub capabilities: Vec<String>,
+    /// Labels.
+    pub labels: std::collections::BTreeMap<String, String>,
+}
+
+impl HealthBody {
+    /// The health body of a local peer.
+    pub fn of(peer: &LocalPeer) -> Self {
+        HealthBody {
+            id: peer.id.clone(),
+            aliases: peer.all_aliases(),
+            peer_id: peer
+                .aliases
+                .iter()
+                .find(|a| a.kind == AliasKind::PeerId)
+                .map(|a| a.value.clone()),
+            addrs: peer.addrs.iter().map(|a| a.to_string()).collect(),
+            name: peer.meta.name.clone(),
+            status: peer.meta.status.clone(),
+            capabilities: peer.meta.capabilities.clone(),
+            labels: peer.meta.labels.clone(),
+        }
+    }
+}
+
+/// Serves `GET /health` until `shutdown`. Returns the bound address once listening.
+pub async fn serve_health(
+    listen: SocketAddr,
+    peer: &LocalPeer,
+    shutdown: CancellationToken,
+) -> std::io::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
+    let body = HealthBody::of(peer);
+    let app = Router::new().route("/health", get(move || std::future::ready(Json(body.clone()))));
+    let listener = tokio::net::TcpListener::bind(listen).await?;
+    let bound = listener.local_addr()?;
+    let task = tokio::spawn(async move {
+        let r = axum::serve(listener, app)
+            .with_graceful_shutdown(async move { shutdown.cancelled().await })
+            .await;
+        if let Err(e) = r {
+            tracing::warn!(error = %e, "health endpoint stopped");
+        }
+    });
+    Ok((bound, task))
+}
