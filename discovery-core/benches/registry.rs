@@ -1,1 +1,159 @@
-fn main(){}
+//! Merge throughput and memory per peer: 10,000 peers, each seen by 3 sources.
+//!
+//! Run: `cargo bench -p discovery-core --bench registry`
+
+use std::alloc::System;
+use std::time::{Duration, SystemTime};
+
+use criterion::{criterion_group, BatchSize, Criterion, Throughput};
+use discovery_core::bench::Merger;
+use discovery_core::{parse_addr, AddressPolicy, Alias, AliasKind, Metadata, Observation};
+use stats_alloc::{Region, StatsAlloc, INSTRUMENTED_SYSTEM};
+
+#[global_allocator]
+static GLOBAL: &StatsAlloc<System> = &INSTRUMENTED_SYSTEM;
+
+const PEERS: usize = 10_000;
+const SOURCES: usize = 3;
+
+/// What each of three sources (think swarm, nats, mdns) reports of peer `i`.
+fn observations(status: &str) -> Vec<(u16, Observation)> {
+    let mut out = Vec::with_capacity(PEERS * SOURCES);
+    for i in 0..PEERS {
+        let agent = format!("chorus-agent-{i}");
+        let container = format!("{:012x}{:052x}", i + 1, i);
+        let peer_id = format!("12D3KooW{i:044}");
+        let ip = format!("10.0.{}.{}:9000", i / 250, i % 250 + 2);
+        let addr = parse_addr(&ip).expect("valid");
+        // swarm: task + container ids, overlay address, labels.
+        out.push((
+            0,
+            Observation {
+                key: format!("task-{i}"),
+                aliases: vec![
+                    Alias::new(AliasKind::TaskId, format!("task-{i}")),
+                    Alias::new(AliasKind::ContainerId, container.clone()),
+                ],
+                addrs: vec![addr.clone()],
+                meta: Metadata {
+                    labels: [("service".to_string(), "CHORUS_chorus".to_string())].into(),
+                    ..Default::default()
+                },
+                ttl: None,
+            },
+        ));
+        // nats: agent id, container id (short), peer id, status and capabilities.
+        out.push((
+            1,
+            Observation {
+                key: agent.clone(),
+                aliases: vec![
+                    Alias::agent_id(agent.clone()),
+                    Alias::new(AliasKind::ContainerId, container[..12].to_string()),
+                    Alias::peer_id(peer_id.clone()),
+                ],
+                addrs: vec![addr.clone()],
+                meta: Metadata {
+                    status: Some(status.to_string()),
+                    capabilities: vec!["go_development".into()],
+                    ..Default::default()
+                },
+                ttl: Some(Duration::from_secs(15)),
+            },
+        ));
+        // mdns: peer id and address.
+        out.push((
+            2,
+            Observation {
+                key: peer_id.clone(),
+                aliases: vec![Alias::peer_id(peer_id)],
+                addrs: vec![addr],
+                meta: Metadata::default(),
+                ttl: Some(Duration::from_secs(360)),
+            },
+        ));
+    }
+    out
+}
+
+fn load(obs: Vec<(u16, Observation)>) -> Merger {
+    let mut m = Merger::new(AddressPolicy::default(), SOURCES);
+    let now = tokio::time::Instant::now();
+    let wall = SystemTime::now();
+    for (s, o) in obs {
+        m.upsert_at(s, o, now, wall);
+    }
+    m
+}
+
+fn bench(c: &mut Criterion) {
+    let mut g = c.benchmark_group("merge");
+    g.sample_size(20);
+    g.measurement_time(Duration::from_secs(8));
+    g.throughput(Throughput::Elements((PEERS * SOURCES) as u64));
+    g.bench_function("cold_load_10k_peers_x3_sources", |b| {
+        b.iter_batched(|| observations("idle"), load, BatchSize::PerIteration)
+    });
+    g.bench_function("renewal_10k_peers_x3_sources", |b| {
+        let mut m = load(observations("idle"));
+        let now = tokio::time::Instant::now();
+        let wall = SystemTime::now();
+        b.iter_batched(
+            || observations("idle"),
+            |obs| {
+                for (s, o) in obs {
+                    m.upsert_at(s, o, now, wall);
+                }
+            },
+            BatchSize::PerIteration,
+        )
+    });
+    g.bench_function("status_change_10k_peers_x3_sources", |b| {
+        let mut m = load(observations("idle"));
+        let now = tokio::time::Instant::now();
+        let wall = SystemTime::now();
+        let mut flip = false;
+        b.iter_batched(
+            || {
+                flip = !flip;
+                observations(if flip { "working" } else { "idle" })
+            },
+            |obs| {
+                for (s, o) in obs {
+                    m.upsert_at(s, o, now, wall);
+                }
+            },
+            BatchSize::PerIteration,
+        )
+    });
+    g.finish();
+}
+
+fn memory_per_peer() {
+    let obs = observations("idle");
+    let region = Region::new(GLOBAL);
+    let m = load(obs);
+    let stats = region.change();
+    let live = stats.bytes_allocated as i64 - stats.bytes_deallocated as i64;
+    assert_eq!(
+        m.peers(),
+        PEERS,
+        "every peer merged from its three sightings"
+    );
+    println!(
+        "memory: {} peers x {} sources: {} bytes live after load = {:.0} bytes per peer (registry state incl. observations, indexes and merged views)",
+        m.peers(),
+        SOURCES,
+        live,
+        live as f64 / PEERS as f64
+    );
+    drop(m);
+}
+
+criterion_group!(benches, bench);
+
+fn main() {
+    memory_per_peer();
+    benches();
+    Criterion::default().configure_from_args().final_summary();
+}

@@ -38,7 +38,12 @@ pub fn parse_addr(input: &str) -> Result<Multiaddr, AddrError> {
         let (default_port, last) = match scheme.to_ascii_lowercase().as_str() {
             "http" => (80, Protocol::Http),
             "https" => (443, Protocol::Https),
-            other => return Err(addr_err(input, format!("unsupported scheme `{other}` (use http, https or a multiaddr)"))),
+            other => {
+                return Err(addr_err(
+                    input,
+                    format!("unsupported scheme `{other}` (use http, https or a multiaddr)"),
+                ))
+            }
         };
         let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
         let authority = authority.rsplit('@').next().unwrap_or_default();
@@ -62,9 +67,9 @@ fn host_port(input: &str, s: &str, default_port: Option<u16>) -> Result<Multiadd
     }
     let (host, port) = match s.rsplit_once(':') {
         Some((h, p)) => {
-            let port = p
-                .parse::<u16>()
-                .map_err(|_| addr_err(input, format!("port `{p}` is not a number from 0 to 65535")))?;
+            let port = p.parse::<u16>().map_err(|_| {
+                addr_err(input, format!("port `{p}` is not a number from 0 to 65535"))
+            })?;
             (h, Some(port))
         }
         None => (s, default_port),
@@ -76,7 +81,10 @@ fn host_port(input: &str, s: &str, default_port: Option<u16>) -> Result<Multiadd
         .chars()
         .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.' || c == '_')
     {
-        return Err(addr_err(input, format!("`{host}` is neither an IP address nor a DNS name")));
+        return Err(addr_err(
+            input,
+            format!("`{host}` is neither an IP address nor a DNS name"),
+        ));
     }
     let m = Multiaddr::empty().with(Protocol::Dns(host.to_owned().into()));
     Ok(match port {
@@ -124,7 +132,9 @@ impl AddressClass {
             }),
             AddressClass::Dns => matches!(
                 addr.iter().next(),
-                Some(Protocol::Dns(_) | Protocol::Dns4(_) | Protocol::Dns6(_) | Protocol::Dnsaddr(_))
+                Some(
+                    Protocol::Dns(_) | Protocol::Dns4(_) | Protocol::Dns6(_) | Protocol::Dnsaddr(_)
+                )
             ),
         }
     }
@@ -200,7 +210,6 @@ impl AddressPolicy {
     }
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -224,7 +233,15 @@ mod tests {
 
     #[test]
     fn refuses_garbage_with_a_reason() {
-        for bad in ["", "/ip4/999.1.1.1/tcp/1", "host:99999", "ftp://x", "a b:1", ":80", "/nonsense"] {
+        for bad in [
+            "",
+            "/ip4/999.1.1.1/tcp/1",
+            "host:99999",
+            "ftp://x",
+            "a b:1",
+            ":80",
+            "/nonsense",
+        ] {
             let err = parse_addr(bad).unwrap_err();
             assert!(!err.reason.is_empty(), "{bad}");
         }
@@ -239,15 +256,27 @@ mod tests {
         let a = |s: &str| parse_addr(s).unwrap();
         assert_eq!(p.check(&a("0.0.0.0:1")), Some(DropReason::Unspecified));
         assert_eq!(p.check(&a("[::]:1")), Some(DropReason::Unspecified));
-        assert_eq!(p.check(&a("127.0.0.1:1")), Some(DropReason::Excluded(AddressClass::Loopback)));
-        assert_eq!(p.check(&a("169.254.1.1:1")), Some(DropReason::Excluded(AddressClass::LinkLocal)));
-        assert_eq!(p.check(&a("[fe80::1]:1")), Some(DropReason::Excluded(AddressClass::LinkLocal)));
+        assert_eq!(
+            p.check(&a("127.0.0.1:1")),
+            Some(DropReason::Excluded(AddressClass::Loopback))
+        );
+        assert_eq!(
+            p.check(&a("169.254.1.1:1")),
+            Some(DropReason::Excluded(AddressClass::LinkLocal))
+        );
+        assert_eq!(
+            p.check(&a("[fe80::1]:1")),
+            Some(DropReason::Excluded(AddressClass::LinkLocal))
+        );
         assert_eq!(p.check(&a("192.168.1.2:1")), None);
         let mut v = vec![a("192.168.1.2:1"), a("h:1"), a("10.0.0.5:1")];
         p.sort(&mut v);
         assert_eq!(v[0], a("10.0.0.5:1"));
         assert_eq!(v[2], a("h:1"));
         assert_eq!(AddressPolicy::keep_all().check(&a("127.0.0.1:1")), None);
-        assert_eq!(AddressPolicy::keep_all().check(&a("0.0.0.0:1")), Some(DropReason::Unspecified));
+        assert_eq!(
+            AddressPolicy::keep_all().check(&a("0.0.0.0:1")),
+            Some(DropReason::Unspecified)
+        );
     }
 }

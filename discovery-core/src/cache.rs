@@ -23,11 +23,12 @@ pub(crate) fn load(path: &Path) -> Result<Vec<Observation>, String> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
         Err(e) => return Err(format!("cannot read cache {}: {e}", path.display())),
     };
-    let roster: Roster =
-        serde_json::from_slice(&bytes).map_err(|e| format!("cache {} is not a roster: {e}", path.display()))?;
+    let roster: Roster = serde_json::from_slice(&bytes)
+        .map_err(|e| format!("cache {} is not a roster: {e}", path.display()))?;
     Ok(roster
         .peers
         .into_iter()
+        .map(|p| std::sync::Arc::unwrap_or_clone(p))
         .map(|p| Observation {
             key: p.id,
             aliases: p.aliases,

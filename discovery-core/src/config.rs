@@ -135,7 +135,11 @@ fn default_true() -> bool {
 impl LocalConfig {
     /// The announced peer. Addresses that cannot be parsed are an error naming them.
     pub fn to_local_peer(&self) -> Result<LocalPeer, AddrError> {
-        let addrs = self.addrs.iter().map(|a| parse_addr(a)).collect::<Result<Vec<_>, _>>()?;
+        let addrs = self
+            .addrs
+            .iter()
+            .map(|a| parse_addr(a))
+            .collect::<Result<Vec<_>, _>>()?;
         Ok(LocalPeer {
             id: self.id.clone(),
             aliases: self.aliases.clone(),

@@ -24,7 +24,9 @@ pub use model::{Alias, AliasKind, LocalPeer, Metadata, Observation, Role};
 pub use multiaddr::{self, Multiaddr};
 pub use registry::{Registry, RegistryBuilder, RegistryError, SourceOptions, Watch, WatchUpdate};
 pub use roster::{Conflict, Peer, PeerSource, Roster, RosterEvent};
-pub use source::{Closed, DiscoverySource, EventSender, Mode, SourceContext, SourceError, SourceEvent};
+pub use source::{
+    Closed, DiscoverySource, EventSender, Mode, SourceContext, SourceError, SourceEvent,
+};
 pub use status::{Health, SourceStatus};
 pub use tokio_util::sync::CancellationToken;
 

@@ -106,7 +106,7 @@ impl Alias {
 }
 
 /// Descriptive fields; the highest-priority source that has a field wins it.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Metadata {
     /// Human-readable name.
@@ -195,7 +195,9 @@ impl FromStr for Role {
         match s {
             "primary" => Ok(Role::Primary),
             "fallback" => Ok(Role::Fallback),
-            other => Err(format!("unknown role `{other}`: use \"primary\" or \"fallback\"")),
+            other => Err(format!(
+                "unknown role `{other}`: use \"primary\" or \"fallback\""
+            )),
         }
     }
 }

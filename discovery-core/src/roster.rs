@@ -1,6 +1,7 @@
 //! The merged view: peers, the roster, and the events a watcher receives.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::SystemTime;
 
 use serde::{Deserialize, Serialize};
@@ -11,7 +12,7 @@ use crate::model::{Alias, AliasKind};
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PeerSource {
     /// Source name.
-    pub name: String,
+    pub name: Arc<str>,
     /// When that source last confirmed the peer.
     #[serde(with = "rfc3339")]
     pub last_seen: SystemTime,
@@ -80,7 +81,7 @@ pub struct Roster {
     /// Increases by one with every change event.
     pub version: u64,
     /// Peers sorted by id.
-    pub peers: Vec<Peer>,
+    pub peers: Vec<Arc<Peer>>,
 }
 
 /// Two observations claim one identity but disagree on another: not merged.
@@ -106,21 +107,21 @@ pub enum RosterEvent {
         /// Roster version after this event.
         version: u64,
         /// The peer.
-        peer: Peer,
+        peer: Arc<Peer>,
     },
     /// A peer's fields, addresses or sources changed.
     Updated {
         /// Roster version after this event.
         version: u64,
         /// The peer as it is now.
-        peer: Peer,
+        peer: Arc<Peer>,
     },
     /// A peer is gone: every observation of it was removed or expired.
     Left {
         /// Roster version after this event.
         version: u64,
         /// The peer as it was last.
-        peer: Peer,
+        peer: Arc<Peer>,
     },
     /// An identity conflict appeared (does not change the version).
     Conflict {

@@ -67,7 +67,10 @@ impl std::fmt::Debug for RegistryBuilder {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RegistryBuilder")
             .field("config", &self.config)
-            .field("sources", &self.sources.iter().map(|s| &*s.name).collect::<Vec<_>>())
+            .field(
+                "sources",
+                &self.sources.iter().map(|s| &*s.name).collect::<Vec<_>>(),
+            )
             .field("mode", &self.mode)
             .finish()
     }
@@ -85,7 +88,12 @@ impl RegistryBuilder {
     }
 
     /// Adds a source under a unique name.
-    pub fn source(mut self, name: impl Into<Arc<str>>, options: SourceOptions, source: impl DiscoverySource) -> Self {
+    pub fn source(
+        mut self,
+        name: impl Into<Arc<str>>,
+        options: SourceOptions,
+        source: impl DiscoverySource,
+    ) -> Self {
         self.sources.push(SourceSpec {
             name: name.into(),
             options,
@@ -95,7 +103,12 @@ impl RegistryBuilder {
     }
 
     /// Adds an already boxed source.
-    pub fn source_arc(mut self, name: impl Into<Arc<str>>, options: SourceOptions, source: Arc<dyn DiscoverySource>) -> Self {
+    pub fn source_arc(
+        mut self,
+        name: impl Into<Arc<str>>,
+        options: SourceOptions,
+        source: Arc<dyn DiscoverySource>,
+    ) -> Self {
         self.sources.push(SourceSpec {
             name: name.into(),
             options,
@@ -145,7 +158,12 @@ impl RegistryBuilder {
         if let Some(path) = &self.config.cache_file {
             match crate::cache::load(path) {
                 Ok(cached) if !cached.is_empty() => {
-                    let idx = state.add_source(Arc::from("cache"), i32::MIN, SourceClass::Cache, self.config.max_staleness);
+                    let idx = state.add_source(
+                        Arc::from("cache"),
+                        i32::MIN,
+                        SourceClass::Cache,
+                        self.config.max_staleness,
+                    );
                     tracing::info!(peers = cached.len(), file = %path.display(), "loaded roster cache");
                     let now = Instant::now();
                     for o in cached {
@@ -154,7 +172,9 @@ impl RegistryBuilder {
                     state.apply(
                         idx,
                         SourceEvent::Degraded {
-                            reason: "cached roster, standing in until every primary source has synced".into(),
+                            reason:
+                                "cached roster, standing in until every primary source has synced"
+                                    .into(),
                         },
                         now,
                         SystemTime::now(),
@@ -175,7 +195,11 @@ impl RegistryBuilder {
             changed,
         });
         let mut tasks = Vec::new();
-        tasks.push(tokio::spawn(merge_loop(inner.clone(), rx, shutdown.clone())));
+        tasks.push(tokio::spawn(merge_loop(
+            inner.clone(),
+            rx,
+            shutdown.clone(),
+        )));
         if let Some(path) = self.config.cache_file.clone() {
             tasks.push(tokio::spawn(cache_loop(
                 inner.clone(),
@@ -188,7 +212,10 @@ impl RegistryBuilder {
         for (spec, idx) in self.sources.into_iter().zip(indices) {
             let ctx = SourceContext {
                 name: spec.name.clone(),
-                events: EventSender { source: idx, tx: tx.clone() },
+                events: EventSender {
+                    source: idx,
+                    tx: tx.clone(),
+                },
                 shutdown: shutdown.child_token(),
                 local: self.local.clone(),
                 mode: self.mode,
@@ -253,7 +280,9 @@ pub struct Registry {
 
 impl std::fmt::Debug for Registry {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Registry").field("version", &self.version()).finish()
+        f.debug_struct("Registry")
+            .field("version", &self.version())
+            .finish()
     }
 }
 
@@ -269,7 +298,7 @@ impl Registry {
     }
 
     /// One peer by its id.
-    pub fn peer(&self, id: &str) -> Option<Peer> {
+    pub fn peer(&self, id: &str) -> Option<Arc<Peer>> {
         self.inner.lock().peer(id)
     }
 
@@ -332,7 +361,10 @@ impl Registry {
             if v > version {
                 return v;
             }
-            if !matches!(tokio::time::timeout_at(deadline, rx.changed()).await, Ok(Ok(()))) {
+            if !matches!(
+                tokio::time::timeout_at(deadline, rx.changed()).await,
+                Ok(Ok(()))
+            ) {
                 return self.version();
             }
         }
@@ -347,11 +379,18 @@ impl Registry {
     /// merge loop and writes the cache one last time.
     pub async fn shutdown(&self) {
         self.handles.shutdown.cancel();
-        let sources: Vec<_> = std::mem::take(&mut *self.handles.source_tasks.lock().unwrap_or_else(|p| p.into_inner()));
+        let sources: Vec<_> = std::mem::take(
+            &mut *self
+                .handles
+                .source_tasks
+                .lock()
+                .unwrap_or_else(|p| p.into_inner()),
+        );
         for t in sources {
             let _ = t.await;
         }
-        let tasks: Vec<_> = std::mem::take(&mut *self.handles.tasks.lock().unwrap_or_else(|p| p.into_inner()));
+        let tasks: Vec<_> =
+            std::mem::take(&mut *self.handles.tasks.lock().unwrap_or_else(|p| p.into_inner()));
         for t in tasks {
             let _ = t.await;
         }
@@ -406,7 +445,11 @@ impl Watch {
     }
 }
 
-async fn merge_loop(inner: Arc<Inner>, mut rx: mpsc::Receiver<(SourceIdx, SourceEvent)>, shutdown: CancellationToken) {
+async fn merge_loop(
+    inner: Arc<Inner>,
+    mut rx: mpsc::Receiver<(SourceIdx, SourceEvent)>,
+    shutdown: CancellationToken,
+) {
     loop {
         let deadline = inner.lock().next_deadline();
         tokio::select! {
@@ -443,7 +486,12 @@ async fn sleep_until_opt(deadline: Option<Instant>) {
     }
 }
 
-async fn cache_loop(inner: Arc<Inner>, path: std::path::PathBuf, every: Duration, shutdown: CancellationToken) {
+async fn cache_loop(
+    inner: Arc<Inner>,
+    path: std::path::PathBuf,
+    every: Duration,
+    shutdown: CancellationToken,
+) {
     let mut saved = u64::MAX;
     let mut tick = tokio::time::interval(every.max(Duration::from_millis(100)));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -454,12 +502,21 @@ async fn cache_loop(inner: Arc<Inner>, path: std::path::PathBuf, every: Duration
         }
         let (version, snap) = {
             let s = inner.lock();
-            (s.version(), if s.version() != saved { Some(s.snapshot()) } else { None })
+            (
+                s.version(),
+                if s.version() != saved {
+                    Some(s.snapshot())
+                } else {
+                    None
+                },
+            )
         };
         if let Some(snap) = snap {
             match crate::cache::save(&path, &snap) {
                 Ok(()) => saved = version,
-                Err(e) => tracing::warn!(file = %path.display(), error = %e, "cannot write roster cache"),
+                Err(e) => {
+                    tracing::warn!(file = %path.display(), error = %e, "cannot write roster cache")
+                }
             }
         }
     }
@@ -520,7 +577,8 @@ async fn supervise(
             delay = backoff;
         }
         tracing::warn!(source = %name, %reason, retry_in = ?delay, "source stopped; restarting with backoff");
-        metrics::counter!("rollcall_source_restarts_total", "source" => name.to_string()).increment(1);
+        metrics::counter!("rollcall_source_restarts_total", "source" => name.to_string())
+            .increment(1);
         inner.lock().note_restart(idx);
         if ctx
             .events
@@ -562,14 +620,20 @@ pub mod bench {
         pub fn new(policy: AddressPolicy, sources: usize) -> Self {
             let mut s = State::new(policy);
             for i in 0..sources {
-                s.add_source(Arc::from(format!("s{i}")), i as i32, SourceClass::Primary, Duration::from_secs(300));
+                s.add_source(
+                    Arc::from(format!("s{i}")),
+                    i as i32,
+                    SourceClass::Primary,
+                    Duration::from_secs(300),
+                );
             }
             Merger(s)
         }
         /// Applies one upsert and discards the events.
         pub fn upsert(&mut self, source: u16, obs: Observation) {
             let now = Instant::now();
-            self.0.apply(source, SourceEvent::Upsert(obs), now, SystemTime::now());
+            self.0
+                .apply(source, SourceEvent::Upsert(obs), now, SystemTime::now());
             let _ = self.0.take_events().count();
         }
         /// Applies one upsert with given clocks (no syscalls) and discards the events.

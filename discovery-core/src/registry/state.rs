@@ -1,7 +1,11 @@
 //! The merge state machine: observations in, peers and ordered events out.
 //! Synchronous and clock-injected so every rule is testable and benchable.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
+
+type HashMap<K, V> = std::collections::HashMap<K, V, ahash::RandomState>;
+
+use smallvec::SmallVec;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -15,6 +19,7 @@ use crate::source::{SourceEvent, SourceIdx};
 use crate::status::{Health, SourceStatus};
 
 type ObsIdx = u32;
+type Members = SmallVec<[ObsIdx; 4]>;
 type PeerIdx = u32;
 
 /// What a source is to the merge.
@@ -42,7 +47,7 @@ struct SourceMeta {
     priority: i32,
     class: SourceClass,
     max_staleness: Duration,
-    keys: HashMap<Box<str>, ObsIdx>,
+    keys: KeyIndex,
     health: Health,
     synced: bool,
     attempted: bool,
@@ -52,14 +57,25 @@ struct SourceMeta {
     restarts: u32,
 }
 
+/// An address kept by the policy, with its text and rank computed once.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct RankedAddr {
+    rank: u32,
+    text: Box<str>,
+}
+
 #[derive(Debug)]
 struct ObsEntry {
     source: SourceIdx,
     key: Box<str>,
-    aliases: Vec<Alias>,
-    addrs: Vec<Multiaddr>,
-    meta: Metadata,
-    expiry: Option<(Instant, u64)>,
+    aliases: Box<[Alias]>,
+    addrs: Box<[RankedAddr]>,
+    /// `None` when empty: most sightings carry no metadata, and this saves ~110 bytes each.
+    meta: Option<Box<Metadata>>,
+    expiry: Option<Instant>,
+    /// Hash of the observation as the source sent it: a renewal is detected
+    /// without re-filtering or re-formatting anything.
+    input_hash: u64,
     last_seen: SystemTime,
     peer: Option<PeerIdx>,
     active: bool,
@@ -67,15 +83,16 @@ struct ObsEntry {
 
 #[derive(Debug)]
 struct PeerEntry {
-    members: Vec<ObsIdx>,
-    view: Peer,
+    members: Members,
+    /// Shared with the events that carried it; copied on write.
+    view: Arc<Peer>,
 }
 
 /// One group being formed during a partition.
-struct Group {
-    members: Vec<ObsIdx>,
+struct Group<'a> {
+    members: Members,
     /// Values of the singular kinds, indexed like `AliasKind::ALL`.
-    singular: [Option<Box<str>>; 5],
+    singular: [Option<&'a str>; 5],
     merged_into: Option<usize>,
 }
 
@@ -89,12 +106,15 @@ pub(crate) struct State {
     sources: Vec<SourceMeta>,
     obs: Vec<Option<ObsEntry>>,
     free_obs: Vec<ObsIdx>,
-    alias_index: [HashMap<Box<str>, Vec<ObsIdx>>; 5],
+    /// Strong alias (by kind, keyed by the hash of its match value) to the
+    /// observations claiming it. A hash collision only widens a component;
+    /// the partition compares the real values.
+    alias_index: [HashMap<u64, SmallVec<[ObsIdx; 2]>>; 5],
+    hasher: ahash::RandomState,
     peers: Vec<Option<PeerEntry>>,
     free_peers: Vec<PeerIdx>,
     peer_ids: HashMap<String, PeerIdx>,
-    expiry: BTreeMap<(Instant, u64), ObsIdx>,
-    expiry_seq: u64,
+    expiry: BTreeMap<(Instant, ObsIdx), ()>,
     version: u64,
     fallback_active: bool,
     conflicts: BTreeMap<(AliasKind, String), Conflict>,
@@ -112,11 +132,11 @@ impl State {
             obs: Vec::new(),
             free_obs: Vec::new(),
             alias_index: Default::default(),
+            hasher: ahash::RandomState::new(),
             peers: Vec::new(),
             free_peers: Vec::new(),
-            peer_ids: HashMap::new(),
+            peer_ids: HashMap::default(),
             expiry: BTreeMap::new(),
-            expiry_seq: 0,
             version: 0,
             fallback_active: true,
             conflicts: BTreeMap::new(),
@@ -139,7 +159,7 @@ impl State {
             priority,
             class,
             max_staleness,
-            keys: HashMap::new(),
+            keys: KeyIndex::default(),
             health: Health::Starting,
             synced: false,
             attempted: false,
@@ -168,24 +188,30 @@ impl State {
     }
 
     /// Applies one source event at monotonic time `now`, wall time `wall`.
-    pub(crate) fn apply(&mut self, src: SourceIdx, event: SourceEvent, now: Instant, wall: SystemTime) {
+    pub(crate) fn apply(
+        &mut self,
+        src: SourceIdx,
+        event: SourceEvent,
+        now: Instant,
+        wall: SystemTime,
+    ) {
         let Some(meta) = self.sources.get_mut(src as usize) else {
             return;
         };
         match event {
             SourceEvent::Upsert(o) => self.upsert(src, o, now, wall),
             SourceEvent::Remove { key } => {
-                if let Some(&idx) = self.sources[src as usize].keys.get(key.as_str()) {
+                if let Some(idx) = self.lookup(src, &key) {
                     self.remove_obs(idx);
                 }
             }
             SourceEvent::Replace(all) => {
-                let keep: std::collections::HashSet<&str> = all.iter().map(|o| o.key.as_str()).collect();
+                let keep: std::collections::HashSet<&str, ahash::RandomState> =
+                    all.iter().map(|o| o.key.as_str()).collect();
                 let gone: Vec<ObsIdx> = self.sources[src as usize]
                     .keys
-                    .iter()
-                    .filter(|(k, _)| !keep.contains(&***k))
-                    .map(|(_, &i)| i)
+                    .values()
+                    .filter(|&i| self.entry(i).is_some_and(|e| !keep.contains(&*e.key)))
                     .collect();
                 for idx in gone {
                     self.remove_obs(idx);
@@ -242,7 +268,7 @@ impl State {
             .sources
             .iter()
             .filter(|s| s.class == SourceClass::Cache)
-            .flat_map(|s| s.keys.values().copied())
+            .flat_map(|s| s.keys.values())
             .collect();
         for idx in cached {
             self.remove_obs(idx);
@@ -262,11 +288,11 @@ impl State {
     /// Expires observations whose TTL passed and drops what degraded sources
     /// kept for longer than their maximum staleness.
     pub(crate) fn advance(&mut self, now: Instant) {
-        while let Some((&(t, seq), &idx)) = self.expiry.iter().next() {
+        while let Some((&(t, idx), _)) = self.expiry.iter().next() {
             if t > now {
                 break;
             }
-            self.expiry.remove(&(t, seq));
+            self.expiry.remove(&(t, idx));
             if let Some(Some(e)) = self.obs.get_mut(idx as usize) {
                 e.expiry = None;
             }
@@ -284,8 +310,9 @@ impl State {
             let victims: Vec<ObsIdx> = self.sources[s]
                 .keys
                 .values()
-                .copied()
-                .filter(|&i| class == SourceClass::Cache || self.entry(i).is_some_and(|e| e.expiry.is_none()))
+                .filter(|&i| {
+                    class == SourceClass::Cache || self.entry(i).is_some_and(|e| e.expiry.is_none())
+                })
                 .collect();
             if !victims.is_empty() {
                 tracing::warn!(source = %self.sources[s].name, dropped = victims.len(), "source stale for too long; dropping its last known set");
@@ -297,17 +324,29 @@ impl State {
         self.refresh_fallback();
     }
 
+    fn lookup(&self, src: SourceIdx, key: &str) -> Option<ObsIdx> {
+        let h = self.hasher.hash_one(key);
+        self.sources[src as usize]
+            .keys
+            .candidates(h)
+            .find(|&i| self.entry(i).is_some_and(|e| &*e.key == key))
+    }
+
     fn entry(&self, idx: ObsIdx) -> Option<&ObsEntry> {
         self.obs.get(idx as usize).and_then(|o| o.as_ref())
     }
 
-    fn filter_addrs(&mut self, addrs: Vec<Multiaddr>) -> Vec<Multiaddr> {
-        let mut kept = Vec::with_capacity(addrs.len());
+    fn filter_addrs(&mut self, addrs: Vec<Multiaddr>) -> Box<[RankedAddr]> {
+        let mut kept: Vec<RankedAddr> = Vec::with_capacity(addrs.len());
         for a in addrs {
             match self.policy.check(&a) {
                 None => {
-                    if !kept.contains(&a) {
-                        kept.push(a);
+                    let text: Box<str> = a.to_string().into();
+                    if !kept.iter().any(|k| k.text == text) {
+                        kept.push(RankedAddr {
+                            rank: self.policy.rank(&a) as u32,
+                            text,
+                        });
                     }
                 }
                 Some(reason) => {
@@ -319,14 +358,23 @@ impl State {
                         DropReason::Excluded(crate::addr::AddressClass::Private) => "private",
                         DropReason::Excluded(_) => "excluded",
                     };
-                    metrics::counter!("rollcall_addresses_dropped_total", "reason" => why).increment(1);
+                    metrics::counter!("rollcall_addresses_dropped_total", "reason" => why)
+                        .increment(1);
                 }
             }
         }
-        kept
+        kept.into_boxed_slice()
     }
 
     fn upsert(&mut self, src: SourceIdx, o: Observation, now: Instant, wall: SystemTime) {
+        let input_hash = self.hasher.hash_one((&o.aliases, &o.addrs, &o.meta));
+        if let Some(idx) = self.lookup(src, &o.key) {
+            if self.entry(idx).is_some_and(|e| e.input_hash == input_hash) {
+                self.set_expiry(idx, o.ttl.map(|t| now + t));
+                self.renew(src, idx, wall);
+                return;
+            }
+        }
         let addrs = self.filter_addrs(o.addrs);
         let mut aliases: Vec<Alias> = Vec::with_capacity(o.aliases.len());
         for a in o.aliases {
@@ -336,27 +384,20 @@ impl State {
         }
         let class = self.sources[src as usize].class;
         let active = class != SourceClass::Fallback || self.fallback_active;
-        let existing = self.sources[src as usize].keys.get(o.key.as_str()).copied();
+        let existing = self.lookup(src, &o.key);
+        let aliases = aliases.into_boxed_slice();
+        let meta = (o.meta != Metadata::default()).then(|| Box::new(o.meta));
 
         if let Some(idx) = existing {
             let unchanged = self
                 .entry(idx)
-                .is_some_and(|e| e.aliases == aliases && e.addrs == addrs && e.meta == o.meta);
+                .is_some_and(|e| e.aliases == aliases && e.addrs == addrs && e.meta == meta);
             self.set_expiry(idx, o.ttl.map(|t| now + t));
             if unchanged {
-                // A renewal: refresh last_seen in place, no event, no re-merge.
-                let (peer, name) = match self.obs[idx as usize].as_mut() {
-                    Some(e) => {
-                        e.last_seen = wall;
-                        (e.peer, self.sources[src as usize].name.clone())
-                    }
-                    None => return,
-                };
-                if let Some(p) = peer.and_then(|p| self.peers[p as usize].as_mut()) {
-                    if let Some(s) = p.view.sources.iter_mut().find(|s| *s.name == *name) {
-                        s.last_seen = s.last_seen.max(wall);
-                    }
+                if let Some(e) = self.obs[idx as usize].as_mut() {
+                    e.input_hash = input_hash;
                 }
+                self.renew(src, idx, wall);
                 return;
             }
             // Changed: neighbours through the old aliases must be re-partitioned too.
@@ -366,8 +407,9 @@ impl State {
             if let Some(e) = self.obs[idx as usize].as_mut() {
                 e.aliases = aliases;
                 e.addrs = addrs;
-                e.meta = o.meta;
+                e.meta = meta;
                 e.last_seen = wall;
+                e.input_hash = input_hash;
             }
             self.index(idx);
             seeds.push(idx);
@@ -380,8 +422,9 @@ impl State {
             key: o.key.into_boxed_str(),
             aliases,
             addrs,
-            meta: o.meta,
+            meta,
             expiry: None,
+            input_hash,
             last_seen: wall,
             peer: None,
             active,
@@ -396,12 +439,35 @@ impl State {
                 (self.obs.len() - 1) as ObsIdx
             }
         };
-        let key = self.entry(idx).map(|e| e.key.clone()).unwrap_or_default();
-        self.sources[src as usize].keys.insert(key, idx);
+        let h = self
+            .hasher
+            .hash_one(self.entry(idx).map(|e| &*e.key).unwrap_or_default());
+        self.sources[src as usize].keys.insert(h, idx);
         self.set_expiry(idx, o.ttl.map(|t| now + t));
         if active {
             self.index(idx);
             self.recompute(&[idx], &[]);
+        }
+    }
+
+    /// A renewal: refresh last_seen in place, no event, no re-merge.
+    fn renew(&mut self, src: SourceIdx, idx: ObsIdx, wall: SystemTime) {
+        let peer = match self.obs[idx as usize].as_mut() {
+            Some(e) => {
+                e.last_seen = wall;
+                e.peer
+            }
+            None => return,
+        };
+        let name = &self.sources[src as usize].name;
+        if let Some(p) = peer.and_then(|p| self.peers[p as usize].as_mut()) {
+            if let Some(s) = Arc::make_mut(&mut p.view)
+                .sources
+                .iter_mut()
+                .find(|s| s.name == *name)
+            {
+                s.last_seen = s.last_seen.max(wall);
+            }
         }
     }
 
@@ -410,13 +476,11 @@ impl State {
             return;
         };
         if let Some(old) = e.expiry.take() {
-            self.expiry.remove(&old);
+            self.expiry.remove(&(old, idx));
         }
         if let Some(at) = at {
-            self.expiry_seq += 1;
-            let k = (at, self.expiry_seq);
-            e.expiry = Some(k);
-            self.expiry.insert(k, idx);
+            e.expiry = Some(at);
+            self.expiry.insert((at, idx), ());
         }
     }
 
@@ -427,11 +491,10 @@ impl State {
         if !e.active {
             return;
         }
-        for a in &e.aliases {
+        for a in e.aliases.iter() {
             if a.kind.is_strong() {
-                let list = self.alias_index[kind_index(a.kind)]
-                    .entry(a.match_value().into())
-                    .or_default();
+                let h = self.hasher.hash_one(a.match_value());
+                let list = self.alias_index[kind_index(a.kind)].entry(h).or_default();
                 if !list.contains(&idx) {
                     list.push(idx);
                 }
@@ -443,15 +506,16 @@ impl State {
         let Some(e) = self.obs[idx as usize].as_ref() else {
             return;
         };
-        for a in &e.aliases {
+        for a in e.aliases.iter() {
             if !a.kind.is_strong() {
                 continue;
             }
+            let h = self.hasher.hash_one(a.match_value());
             let map = &mut self.alias_index[kind_index(a.kind)];
-            if let Some(list) = map.get_mut(a.match_value()) {
-                list.retain(|&i| i != idx);
+            if let Some(list) = map.get_mut(&h) {
+                list.retain(|i| *i != idx);
                 if list.is_empty() {
-                    map.remove(a.match_value());
+                    map.remove(&h);
                 }
             }
         }
@@ -461,7 +525,9 @@ impl State {
         let mut out = Vec::new();
         if let Some(e) = self.entry(idx) {
             for a in e.aliases.iter().filter(|a| a.kind.is_strong()) {
-                if let Some(list) = self.alias_index[kind_index(a.kind)].get(a.match_value()) {
+                if let Some(list) =
+                    self.alias_index[kind_index(a.kind)].get(&self.hasher.hash_one(a.match_value()))
+                {
                     out.extend(list.iter().copied().filter(|&i| i != idx));
                 }
             }
@@ -476,11 +542,12 @@ impl State {
         let Some(e) = self.obs.get_mut(idx as usize).and_then(|o| o.take()) else {
             return;
         };
-        self.sources[e.source as usize].keys.remove(&e.key);
+        let h = self.hasher.hash_one(&*e.key);
+        self.sources[e.source as usize].keys.remove(h, idx);
         self.free_obs.push(idx);
         if let Some(p) = e.peer {
             if let Some(pe) = self.peers[p as usize].as_mut() {
-                pe.members.retain(|&m| m != idx);
+                pe.members.retain(|m| *m != idx);
             }
             self.recompute(&seeds, &[p]);
         } else if !seeds.is_empty() {
@@ -499,12 +566,16 @@ impl State {
             return;
         }
         self.fallback_active = want;
-        tracing::info!(active = want, "fallback sources {}", if want { "now count" } else { "stand down" });
+        tracing::info!(
+            active = want,
+            "fallback sources {}",
+            if want { "now count" } else { "stand down" }
+        );
         let fallback: Vec<ObsIdx> = self
             .sources
             .iter()
             .filter(|s| s.class == SourceClass::Fallback)
-            .flat_map(|s| s.keys.values().copied())
+            .flat_map(|s| s.keys.values())
             .collect();
         if want {
             for &i in &fallback {
@@ -525,7 +596,7 @@ impl State {
                     if let Some(p) = e.peer.take() {
                         old_peers.push(p);
                         if let Some(pe) = self.peers[p as usize].as_mut() {
-                            pe.members.retain(|&m| m != i);
+                            pe.members.retain(|m| *m != i);
                         }
                     }
                 }
@@ -550,8 +621,9 @@ impl State {
     /// of `seed_peers`, then turns the difference into roster events.
     fn recompute(&mut self, seeds: &[ObsIdx], seed_peers: &[PeerIdx]) {
         let gen = self.next_visit_gen();
-        let mut old_peers: Vec<PeerIdx> = Vec::new();
-        let mut stack: Vec<ObsIdx> = seeds.to_vec();
+        // Components are small (a peer's few sightings): keep them off the heap.
+        let mut old_peers: SmallVec<[PeerIdx; 8]> = SmallVec::new();
+        let mut stack: SmallVec<[ObsIdx; 16]> = SmallVec::from_slice(seeds);
         for &p in seed_peers {
             if !old_peers.contains(&p) {
                 old_peers.push(p);
@@ -560,7 +632,7 @@ impl State {
                 }
             }
         }
-        let mut comp: Vec<ObsIdx> = Vec::new();
+        let mut comp: SmallVec<[ObsIdx; 8]> = SmallVec::new();
         while let Some(o) = stack.pop() {
             let Some(e) = self.obs.get(o as usize).and_then(|x| x.as_ref()) else {
                 continue;
@@ -579,8 +651,14 @@ impl State {
                 }
             }
             for a in e.aliases.iter().filter(|a| a.kind.is_strong()) {
-                if let Some(list) = self.alias_index[kind_index(a.kind)].get(a.match_value()) {
-                    stack.extend(list.iter().copied().filter(|&x| self.visit_stamp[x as usize] != gen));
+                if let Some(list) =
+                    self.alias_index[kind_index(a.kind)].get(&self.hasher.hash_one(a.match_value()))
+                {
+                    stack.extend(
+                        list.iter()
+                            .copied()
+                            .filter(|&x| self.visit_stamp[x as usize] != gen),
+                    );
                 }
             }
         }
@@ -588,8 +666,20 @@ impl State {
         // Highest priority first, then a stable order: the partition is deterministic.
         comp.sort_by(|&a, &b| {
             let (ea, eb) = (self.entry(a), self.entry(b));
-            let ka = ea.map(|e| (-(self.sources[e.source as usize].priority as i64), e.source, &e.key));
-            let kb = eb.map(|e| (-(self.sources[e.source as usize].priority as i64), e.source, &e.key));
+            let ka = ea.map(|e| {
+                (
+                    -(self.sources[e.source as usize].priority as i64),
+                    e.source,
+                    &e.key,
+                )
+            });
+            let kb = eb.map(|e| {
+                (
+                    -(self.sources[e.source as usize].priority as i64),
+                    e.source,
+                    &e.key,
+                )
+            });
             ka.cmp(&kb)
         });
 
@@ -604,11 +694,11 @@ impl State {
             }
         }
 
-        let mut claimed: Vec<PeerIdx> = Vec::new();
-        let mut group_peer_ids: Vec<String> = Vec::with_capacity(groups.len());
+        let mut claimed: SmallVec<[PeerIdx; 8]> = SmallVec::new();
         for members in groups {
             let mut view = self.build_view(&members);
             view.id = self.unique_id(&view, &members);
+            let view = Arc::new(view);
             let reuse = members
                 .iter()
                 .filter_map(|&m| self.entry(m).and_then(|e| e.peer))
@@ -670,7 +760,6 @@ impl State {
                 }
             }
             self.peer_ids.insert(view.id.clone(), slot);
-            group_peer_ids.push(view.id.clone());
             self.peers[slot as usize] = Some(PeerEntry { members, view });
         }
         for p in old_peers {
@@ -686,16 +775,16 @@ impl State {
                 self.free_peers.push(p);
             }
         }
-        self.update_conflicts(&comp, found_conflicts, &group_peer_ids);
+        self.update_conflicts(&comp, found_conflicts);
         metrics::gauge!("rollcall_roster_peers").set(self.peer_ids.len() as f64);
     }
 
     /// Greedy partition in priority order: an observation joins the groups it
     /// shares a strong alias with, unless that would give one peer two values
     /// of a singular kind; then the groups stay apart and a conflict is noted.
-    fn partition(&self, comp: &[ObsIdx]) -> (Vec<Vec<ObsIdx>>, Vec<FoundConflict>) {
-        let mut groups: Vec<Group> = Vec::new();
-        let mut by_alias: HashMap<(AliasKind, &str), usize> = HashMap::new();
+    fn partition(&self, comp: &[ObsIdx]) -> (SmallVec<[Members; 2]>, Vec<FoundConflict>) {
+        let mut groups: SmallVec<[Group; 2]> = SmallVec::new();
+        let mut by_alias = AliasGroups::new(comp.len(), &self.hasher);
         let mut conflicts = Vec::new();
         fn root(groups: &[Group], mut g: usize) -> usize {
             while let Some(n) = groups[g].merged_into {
@@ -705,17 +794,17 @@ impl State {
         }
         for &o in comp {
             let Some(e) = self.entry(o) else { continue };
-            let mut singular: [Option<Box<str>>; 5] = Default::default();
-            for a in &e.aliases {
+            let mut singular: [Option<&str>; 5] = Default::default();
+            for a in e.aliases.iter() {
                 let k = kind_index(a.kind);
                 if a.kind.is_singular() && singular[k].is_none() {
-                    singular[k] = Some(a.match_value().into());
+                    singular[k] = Some(a.match_value());
                 }
             }
             let mut target: Option<usize> = None;
             let mut seen: Vec<usize> = Vec::new();
             for a in e.aliases.iter().filter(|a| a.kind.is_strong()) {
-                let Some(&g) = by_alias.get(&(a.kind, a.match_value())) else {
+                let Some(g) = by_alias.get((a.kind, a.match_value())) else {
                     continue;
                 };
                 let g = root(&groups, g);
@@ -758,7 +847,7 @@ impl State {
                 Some(t) => t,
                 None => {
                     groups.push(Group {
-                        members: vec![o],
+                        members: smallvec::smallvec![o],
                         singular,
                         merged_into: None,
                     });
@@ -766,7 +855,7 @@ impl State {
                 }
             };
             for a in e.aliases.iter().filter(|a| a.kind.is_strong()) {
-                by_alias.entry((a.kind, a.match_value())).or_insert(t);
+                by_alias.insert_if_absent((a.kind, a.match_value()), t);
             }
         }
         let out = groups
@@ -784,10 +873,12 @@ impl State {
         let mut version = None;
         let mut capabilities: Vec<String> = Vec::new();
         let mut labels = BTreeMap::new();
-        let mut addrs: Vec<Multiaddr> = Vec::new();
+        let mut addrs: Vec<&RankedAddr> = Vec::new();
         let mut sources: Vec<PeerSource> = Vec::new();
+        let empty = Metadata::default();
         for e in members.iter().filter_map(|&m| self.entry(m)) {
-            for a in &e.aliases {
+            let meta = e.meta.as_deref().unwrap_or(&empty);
+            for a in e.aliases.iter() {
                 match aliases
                     .iter_mut()
                     .find(|x| x.kind == a.kind && x.match_value() == a.match_value())
@@ -799,36 +890,36 @@ impl State {
                 }
             }
             if name.is_none() {
-                name.clone_from(&e.meta.name);
+                name.clone_from(&meta.name);
             }
             if status.is_none() {
-                status.clone_from(&e.meta.status);
+                status.clone_from(&meta.status);
             }
             if version.is_none() {
-                version.clone_from(&e.meta.version);
+                version.clone_from(&meta.version);
             }
             if capabilities.is_empty() {
-                capabilities.clone_from(&e.meta.capabilities);
+                capabilities.clone_from(&meta.capabilities);
             }
-            for (k, v) in &e.meta.labels {
+            for (k, v) in &meta.labels {
                 labels.entry(k.clone()).or_insert_with(|| v.clone());
             }
-            for a in &e.addrs {
-                if !addrs.contains(a) {
-                    addrs.push(a.clone());
+            for a in e.addrs.iter() {
+                if !addrs.iter().any(|x| x.text == a.text) {
+                    addrs.push(a);
                 }
             }
             let sname = &self.sources[e.source as usize].name;
-            match sources.iter_mut().find(|s| *s.name == **sname) {
+            match sources.iter_mut().find(|s| s.name == *sname) {
                 Some(s) => s.last_seen = s.last_seen.max(e.last_seen),
                 None => sources.push(PeerSource {
-                    name: sname.to_string(),
+                    name: sname.clone(),
                     last_seen: e.last_seen,
                 }),
             }
         }
         aliases.sort_by_key(|a| kind_index(a.kind));
-        self.policy.sort(&mut addrs);
+        addrs.sort_by_key(|a| a.rank);
         Peer {
             id: String::new(),
             aliases,
@@ -837,7 +928,7 @@ impl State {
             capabilities,
             version,
             labels,
-            addrs: addrs.iter().map(|a| a.to_string()).collect(),
+            addrs: addrs.iter().map(|a| a.text.to_string()).collect(),
             sources,
         }
     }
@@ -846,7 +937,11 @@ impl State {
     fn unique_id(&self, view: &Peer, members: &[ObsIdx]) -> String {
         let free = |s: &str| !self.peer_ids.contains_key(s);
         for a in &view.aliases {
-            let v = if a.kind == AliasKind::ContainerId { a.match_value() } else { a.value.as_str() };
+            let v = if a.kind == AliasKind::ContainerId {
+                a.match_value()
+            } else {
+                a.value.as_str()
+            };
             if free(v) {
                 return v.to_owned();
             }
@@ -871,12 +966,15 @@ impl State {
             .unwrap_or_default()
     }
 
-    fn update_conflicts(&mut self, comp: &[ObsIdx], found: Vec<FoundConflict>, _ids: &[String]) {
+    fn update_conflicts(&mut self, comp: &[ObsIdx], found: Vec<FoundConflict>) {
+        if found.is_empty() && self.conflicts.is_empty() {
+            return;
+        }
         // Conflicts about any alias of this component are re-decided here.
         let mut touched: Vec<(AliasKind, String)> = Vec::new();
         for &o in comp {
             if let Some(e) = self.entry(o) {
-                for a in &e.aliases {
+                for a in e.aliases.iter() {
                     touched.push((a.kind, a.match_value().to_owned()));
                 }
             }
@@ -933,7 +1031,12 @@ impl State {
     }
 
     pub(crate) fn snapshot(&self) -> Roster {
-        let mut peers: Vec<Peer> = self.peers.iter().flatten().map(|p| p.view.clone()).collect();
+        let mut peers: Vec<Arc<Peer>> = self
+            .peers
+            .iter()
+            .flatten()
+            .map(|p| p.view.clone())
+            .collect();
         peers.sort_by(|a, b| a.id.cmp(&b.id));
         Roster {
             version: self.version,
@@ -941,7 +1044,7 @@ impl State {
         }
     }
 
-    pub(crate) fn peer(&self, id: &str) -> Option<Peer> {
+    pub(crate) fn peer(&self, id: &str) -> Option<Arc<Peer>> {
         self.peer_ids
             .get(id)
             .and_then(|&p| self.peers[p as usize].as_ref())
@@ -996,14 +1099,90 @@ struct FoundConflict {
     b: ObsIdx,
 }
 
-fn clash(a: &[Option<Box<str>>; 5], b: &[Option<Box<str>>; 5]) -> Option<usize> {
-    (0..5).find(|&k| matches!((&a[k], &b[k]), (Some(x), Some(y)) if x != y))
+fn clash(a: &[Option<&str>; 5], b: &[Option<&str>; 5]) -> Option<usize> {
+    (0..5).find(|&k| matches!((a[k], b[k]), (Some(x), Some(y)) if x != y))
 }
 
-fn merge_singular(into: &mut [Option<Box<str>>; 5], from: &[Option<Box<str>>; 5]) {
+fn merge_singular<'a>(into: &mut [Option<&'a str>; 5], from: &[Option<&'a str>; 5]) {
     for k in 0..5 {
         if into[k].is_none() {
-            into[k].clone_from(&from[k]);
+            into[k] = from[k];
         }
+    }
+}
+
+/// Alias -> group during a partition: a linear list for the usual handful of
+/// sightings, a hash map for the rare large component.
+enum AliasGroups<'a> {
+    Small(SmallVec<[((AliasKind, &'a str), usize); 16]>),
+    Large(HashMap<(AliasKind, &'a str), usize>),
+}
+
+impl<'a> AliasGroups<'a> {
+    fn new(observations: usize, hasher: &ahash::RandomState) -> Self {
+        if observations <= 8 {
+            AliasGroups::Small(SmallVec::new())
+        } else {
+            AliasGroups::Large(HashMap::with_capacity_and_hasher(
+                observations * 3,
+                hasher.clone(),
+            ))
+        }
+    }
+
+    fn get(&self, key: (AliasKind, &'a str)) -> Option<usize> {
+        match self {
+            AliasGroups::Small(v) => v.iter().find(|(k, _)| *k == key).map(|(_, g)| *g),
+            AliasGroups::Large(m) => m.get(&key).copied(),
+        }
+    }
+
+    fn insert_if_absent(&mut self, key: (AliasKind, &'a str), group: usize) {
+        match self {
+            AliasGroups::Small(v) => {
+                if !v.iter().any(|(k, _)| *k == key) {
+                    v.push((key, group));
+                }
+            }
+            AliasGroups::Large(m) => {
+                m.entry(key).or_insert(group);
+            }
+        }
+    }
+}
+
+/// A source's keys, by hash (the key text lives once, in the entry).
+#[derive(Debug, Default)]
+struct KeyIndex {
+    by_hash: HashMap<u64, SmallVec<[ObsIdx; 2]>>,
+    len: usize,
+}
+
+impl KeyIndex {
+    fn candidates(&self, hash: u64) -> impl Iterator<Item = ObsIdx> + '_ {
+        self.by_hash.get(&hash).into_iter().flatten().copied()
+    }
+    fn insert(&mut self, hash: u64, idx: ObsIdx) {
+        self.by_hash.entry(hash).or_default().push(idx);
+        self.len += 1;
+    }
+    fn remove(&mut self, hash: u64, idx: ObsIdx) {
+        if let Some(list) = self.by_hash.get_mut(&hash) {
+            let before = list.len();
+            list.retain(|i| *i != idx);
+            self.len -= before - list.len();
+            if list.is_empty() {
+                self.by_hash.remove(&hash);
+            }
+        }
+    }
+    fn values(&self) -> impl Iterator<Item = ObsIdx> + '_ {
+        self.by_hash.values().flatten().copied()
+    }
+    fn len(&self) -> usize {
+        self.len
+    }
+    fn is_empty(&self) -> bool {
+        self.len == 0
     }
 }

@@ -73,18 +73,30 @@ async fn same_agent_id_merges_fields_follow_priority_addresses_union() {
         .source("lo", opts(10), lo)
         .start()
         .unwrap();
-    let mut a = obs("a", &[(AgentId, "walnut")], &["10.0.0.1:9000", "127.0.0.1:9000"]);
+    let mut a = obs(
+        "a",
+        &[(AgentId, "walnut")],
+        &["10.0.0.1:9000", "127.0.0.1:9000"],
+    );
     a.meta = Metadata {
         name: Some("from-hi".into()),
         capabilities: vec!["go".into()],
         labels: [("zone".to_string(), "hi".to_string())].into(),
         ..Default::default()
     };
-    let mut b = obs("b", &[(AgentId, "walnut"), (PeerId, "12D3KooWx")], &["192.168.1.27:9000", "10.0.0.1:9000"]);
+    let mut b = obs(
+        "b",
+        &[(AgentId, "walnut"), (PeerId, "12D3KooWx")],
+        &["192.168.1.27:9000", "10.0.0.1:9000"],
+    );
     b.meta = Metadata {
         name: Some("from-lo".into()),
         status: Some("idle".into()),
-        labels: [("zone".to_string(), "lo".to_string()), ("model".to_string(), "llama".to_string())].into(),
+        labels: [
+            ("zone".to_string(), "lo".to_string()),
+            ("model".to_string(), "llama".to_string()),
+        ]
+        .into(),
         ..Default::default()
     };
     lo_tx.send(SourceEvent::Replace(vec![b])).await.unwrap();
@@ -94,22 +106,45 @@ async fn same_agent_id_merges_fields_follow_priority_addresses_union() {
     assert_eq!(snap.peers.len(), 1, "{snap:#?}");
     let p = &snap.peers[0];
     assert_eq!(p.id, "walnut");
-    assert_eq!(p.name.as_deref(), Some("from-hi"), "highest priority wins a field");
-    assert_eq!(p.status.as_deref(), Some("idle"), "a field only the lower source has is still used");
+    assert_eq!(
+        p.name.as_deref(),
+        Some("from-hi"),
+        "highest priority wins a field"
+    );
+    assert_eq!(
+        p.status.as_deref(),
+        Some("idle"),
+        "a field only the lower source has is still used"
+    );
     assert_eq!(p.capabilities, vec!["go".to_string()]);
     assert_eq!(p.labels["zone"], "hi");
     assert_eq!(p.labels["model"], "llama");
-    assert_eq!(p.addrs, vec!["/ip4/10.0.0.1/tcp/9000".to_string(), "/ip4/192.168.1.27/tcp/9000".to_string()]);
+    assert_eq!(
+        p.addrs,
+        vec![
+            "/ip4/10.0.0.1/tcp/9000".to_string(),
+            "/ip4/192.168.1.27/tcp/9000".to_string()
+        ]
+    );
     assert_eq!(p.alias(PeerId), Some("12D3KooWx"));
-    assert_eq!(p.sources.iter().map(|s| s.name.as_str()).collect::<Vec<_>>(), ["hi", "lo"]);
-    assert!(reg.dropped_addresses() >= 1, "loopback was dropped and counted");
+    assert_eq!(
+        p.sources.iter().map(|s| &*s.name).collect::<Vec<_>>(),
+        ["hi", "lo"]
+    );
+    assert!(
+        reg.dropped_addresses() >= 1,
+        "loopback was dropped and counted"
+    );
     reg.shutdown().await;
 }
 
 #[tokio::test(start_paused = true)]
 async fn an_ip_address_alone_is_not_identity() {
     let (tx, s) = scripted();
-    let reg = RegistryBuilder::new(RegistryConfig::default()).source("s", opts(0), s).start().unwrap();
+    let reg = RegistryBuilder::new(RegistryConfig::default())
+        .source("s", opts(0), s)
+        .start()
+        .unwrap();
     tx.send(SourceEvent::Replace(vec![
         obs("a", &[(AgentId, "a")], &["10.0.0.1:9000"]),
         obs("b", &[(AgentId, "b")], &["10.0.0.1:9000"]),
@@ -125,12 +160,23 @@ async fn an_ip_address_alone_is_not_identity() {
 #[tokio::test(start_paused = true)]
 async fn agent_id_with_two_peer_ids_is_a_reported_conflict_not_a_merge() {
     let (tx, s) = scripted();
-    let reg = RegistryBuilder::new(RegistryConfig::default()).source("s", opts(0), s).start().unwrap();
+    let reg = RegistryBuilder::new(RegistryConfig::default())
+        .source("s", opts(0), s)
+        .start()
+        .unwrap();
     let mut w = reg.watch();
     assert!(matches!(w.next().await, Some(WatchUpdate::Snapshot(_))));
     tx.send(SourceEvent::Replace(vec![
-        obs("one", &[(AgentId, "agent-7"), (PeerId, "P1")], &["10.0.0.1:9000"]),
-        obs("two", &[(AgentId, "agent-7"), (PeerId, "P2")], &["10.0.0.2:9000"]),
+        obs(
+            "one",
+            &[(AgentId, "agent-7"), (PeerId, "P1")],
+            &["10.0.0.1:9000"],
+        ),
+        obs(
+            "two",
+            &[(AgentId, "agent-7"), (PeerId, "P2")],
+            &["10.0.0.2:9000"],
+        ),
     ]))
     .await
     .unwrap();
@@ -152,7 +198,9 @@ async fn agent_id_with_two_peer_ids_is_a_reported_conflict_not_a_merge() {
     }
     assert!(saw_conflict, "a conflict is an event, not only a state");
     // The impostor leaves: the conflict is resolved.
-    tx.send(SourceEvent::Remove { key: "two".into() }).await.unwrap();
+    tx.send(SourceEvent::Remove { key: "two".into() })
+        .await
+        .unwrap();
     settle().await;
     assert_eq!(reg.snapshot().peers.len(), 1);
     assert!(reg.conflicts().is_empty());
@@ -172,29 +220,50 @@ async fn container_ids_match_on_their_short_form_and_chains_merge_and_split() {
         .unwrap();
     let full = "3f4e5d6c7b8a9f0e1d2c3b4a59687766554433221100ffeeddccbbaa99887766";
     swarm_tx
-        .send(SourceEvent::Replace(vec![obs("task1", &[(TaskId, "task1"), (ContainerId, full)], &["10.0.1.7:9000"])]))
+        .send(SourceEvent::Replace(vec![obs(
+            "task1",
+            &[(TaskId, "task1"), (ContainerId, full)],
+            &["10.0.1.7:9000"],
+        )]))
         .await
         .unwrap();
     nats_tx
         .send(SourceEvent::Upsert(obs(
             "agent-7",
-            &[(AgentId, "agent-7"), (ContainerId, &full[..12]), (PeerId, "12D3K")],
+            &[
+                (AgentId, "agent-7"),
+                (ContainerId, &full[..12]),
+                (PeerId, "12D3K"),
+            ],
             &["10.0.1.7:9000"],
         )))
         .await
         .unwrap();
     mdns_tx
-        .send(SourceEvent::Upsert(obs("12D3K", &[(PeerId, "12D3K")], &["10.0.1.7:9000"])))
+        .send(SourceEvent::Upsert(obs(
+            "12D3K",
+            &[(PeerId, "12D3K")],
+            &["10.0.1.7:9000"],
+        )))
         .await
         .unwrap();
     settle().await;
     let snap = reg.snapshot();
     assert_eq!(snap.peers.len(), 1, "{snap:#?}");
     assert_eq!(snap.peers[0].id, "agent-7");
-    assert_eq!(snap.peers[0].alias(ContainerId), Some(full), "the full spelling is kept");
+    assert_eq!(
+        snap.peers[0].alias(ContainerId),
+        Some(full),
+        "the full spelling is kept"
+    );
     assert_eq!(snap.peers[0].sources.len(), 3);
     // Remove the bridge (nats): the swarm and mdns sightings share nothing else.
-    nats_tx.send(SourceEvent::Remove { key: "agent-7".into() }).await.unwrap();
+    nats_tx
+        .send(SourceEvent::Remove {
+            key: "agent-7".into(),
+        })
+        .await
+        .unwrap();
     settle().await;
     assert_eq!(reg.snapshot().peers.len(), 2);
     reg.shutdown().await;
@@ -204,14 +273,24 @@ async fn container_ids_match_on_their_short_form_and_chains_merge_and_split() {
 async fn loopback_dropped_by_default_kept_when_configured_unspecified_always_dropped() {
     for (exclude, want) in [
         (None, vec!["/ip4/10.0.0.1/tcp/1"]),
-        (Some(vec![]), vec!["/ip4/127.0.0.1/tcp/1", "/ip4/10.0.0.1/tcp/1", "/ip4/169.254.0.9/tcp/1"]),
+        (
+            Some(vec![]),
+            vec![
+                "/ip4/127.0.0.1/tcp/1",
+                "/ip4/10.0.0.1/tcp/1",
+                "/ip4/169.254.0.9/tcp/1",
+            ],
+        ),
     ] {
         let mut cfg = RegistryConfig::default();
         if let Some(e) = exclude {
             cfg.exclude_addresses = e;
         }
         let (tx, s) = scripted();
-        let reg = RegistryBuilder::new(cfg).source("s", opts(0), s).start().unwrap();
+        let reg = RegistryBuilder::new(cfg)
+            .source("s", opts(0), s)
+            .start()
+            .unwrap();
         tx.send(SourceEvent::Replace(vec![obs(
             "a",
             &[(AgentId, "a")],
@@ -233,14 +312,25 @@ async fn preferred_networks_rank_first() {
         ..Default::default()
     };
     let (tx, s) = scripted();
-    let reg = RegistryBuilder::new(cfg).source("s", opts(0), s).start().unwrap();
-    tx.send(SourceEvent::Replace(vec![obs("a", &[(AgentId, "a")], &["192.168.0.5:1", "walnut:1", "10.1.2.3:1"])]))
-        .await
+    let reg = RegistryBuilder::new(cfg)
+        .source("s", opts(0), s)
+        .start()
         .unwrap();
+    tx.send(SourceEvent::Replace(vec![obs(
+        "a",
+        &[(AgentId, "a")],
+        &["192.168.0.5:1", "walnut:1", "10.1.2.3:1"],
+    )]))
+    .await
+    .unwrap();
     settle().await;
     assert_eq!(
         reg.snapshot().peers[0].addrs,
-        ["/ip4/10.1.2.3/tcp/1", "/ip4/192.168.0.5/tcp/1", "/dns/walnut/tcp/1"]
+        [
+            "/ip4/10.1.2.3/tcp/1",
+            "/ip4/192.168.0.5/tcp/1",
+            "/dns/walnut/tcp/1"
+        ]
     );
     reg.shutdown().await;
 }
@@ -248,7 +338,10 @@ async fn preferred_networks_rank_first() {
 #[tokio::test(start_paused = true)]
 async fn ttl_expires_and_renewal_extends_without_an_event() {
     let (tx, s) = scripted();
-    let reg = RegistryBuilder::new(RegistryConfig::default()).source("s", opts(0), s).start().unwrap();
+    let reg = RegistryBuilder::new(RegistryConfig::default())
+        .source("s", opts(0), s)
+        .start()
+        .unwrap();
     let a = obs("a", &[(AgentId, "a")], &["10.0.0.1:1"]).with_ttl(Duration::from_secs(15));
     tx.send(SourceEvent::Upsert(a.clone())).await.unwrap();
     settle().await;
@@ -258,7 +351,11 @@ async fn ttl_expires_and_renewal_extends_without_an_event() {
     settle().await;
     assert_eq!(reg.version(), v1, "a renewal is not a change");
     tokio::time::sleep(Duration::from_secs(10)).await;
-    assert_eq!(reg.snapshot().peers.len(), 1, "renewed at t=10 s, so alive at t=20 s");
+    assert_eq!(
+        reg.snapshot().peers.len(),
+        1,
+        "renewed at t=10 s, so alive at t=20 s"
+    );
     tokio::time::sleep(Duration::from_secs(6)).await;
     assert!(reg.snapshot().peers.is_empty(), "expired at t=25 s");
     reg.shutdown().await;
@@ -267,16 +364,25 @@ async fn ttl_expires_and_renewal_extends_without_an_event() {
 #[tokio::test(start_paused = true)]
 async fn replace_removes_what_is_absent() {
     let (tx, s) = scripted();
-    let reg = RegistryBuilder::new(RegistryConfig::default()).source("s", opts(0), s).start().unwrap();
-    tx.send(SourceEvent::Replace(vec![obs("a", &[(AgentId, "a")], &[]), obs("b", &[(AgentId, "b")], &[])]))
-        .await
+    let reg = RegistryBuilder::new(RegistryConfig::default())
+        .source("s", opts(0), s)
+        .start()
         .unwrap();
+    tx.send(SourceEvent::Replace(vec![
+        obs("a", &[(AgentId, "a")], &[]),
+        obs("b", &[(AgentId, "b")], &[]),
+    ]))
+    .await
+    .unwrap();
     settle().await;
-    tx.send(SourceEvent::Replace(vec![obs("b", &[(AgentId, "b")], &[]), obs("c", &[(AgentId, "c")], &[])]))
-        .await
-        .unwrap();
+    tx.send(SourceEvent::Replace(vec![
+        obs("b", &[(AgentId, "b")], &[]),
+        obs("c", &[(AgentId, "c")], &[]),
+    ]))
+    .await
+    .unwrap();
     settle().await;
-    let ids: Vec<String> = reg.snapshot().peers.into_iter().map(|p| p.id).collect();
+    let ids: Vec<String> = reg.snapshot().peers.iter().map(|p| p.id.clone()).collect();
     assert_eq!(ids, ["b", "c"]);
     reg.shutdown().await;
 }
@@ -288,10 +394,19 @@ async fn a_failed_source_keeps_its_last_good_set_until_max_staleness() {
         ..Default::default()
     };
     let (tx, s) = scripted();
-    let reg = RegistryBuilder::new(cfg).source("s", opts(0), s).start().unwrap();
-    tx.send(SourceEvent::Replace(vec![obs("a", &[(AgentId, "a")], &[])])).await.unwrap();
+    let reg = RegistryBuilder::new(cfg)
+        .source("s", opts(0), s)
+        .start()
+        .unwrap();
+    tx.send(SourceEvent::Replace(vec![obs("a", &[(AgentId, "a")], &[])]))
+        .await
+        .unwrap();
     settle().await;
-    tx.send(SourceEvent::Degraded { reason: "socket gone".into() }).await.unwrap();
+    tx.send(SourceEvent::Degraded {
+        reason: "socket gone".into(),
+    })
+    .await
+    .unwrap();
     settle().await;
     let st = &reg.sources()[0];
     assert_eq!(st.health, Health::Degraded);
@@ -301,7 +416,9 @@ async fn a_failed_source_keeps_its_last_good_set_until_max_staleness() {
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert!(reg.snapshot().peers.is_empty(), "too stale: dropped");
     // Recovery brings the set back.
-    tx.send(SourceEvent::Replace(vec![obs("a", &[(AgentId, "a")], &[])])).await.unwrap();
+    tx.send(SourceEvent::Replace(vec![obs("a", &[(AgentId, "a")], &[])]))
+        .await
+        .unwrap();
     settle().await;
     assert_eq!(reg.snapshot().peers.len(), 1);
     assert_eq!(reg.sources()[0].health, Health::Ok);
@@ -325,19 +442,41 @@ async fn fallback_counts_only_while_every_primary_is_degraded_or_empty() {
         )
         .start()
         .unwrap();
-    f_tx.send(SourceEvent::Replace(vec![obs("seed", &[(AgentId, "seed")], &["10.9.9.9:1"])]))
-        .await
-        .unwrap();
+    f_tx.send(SourceEvent::Replace(vec![obs(
+        "seed",
+        &[(AgentId, "seed")],
+        &["10.9.9.9:1"],
+    )]))
+    .await
+    .unwrap();
     settle().await;
-    assert_eq!(reg.snapshot().peers.len(), 1, "primary empty: the fallback counts");
-    p_tx.send(SourceEvent::Replace(vec![obs("t1", &[(TaskId, "t1")], &["10.0.1.2:1"])])).await.unwrap();
+    assert_eq!(
+        reg.snapshot().peers.len(),
+        1,
+        "primary empty: the fallback counts"
+    );
+    p_tx.send(SourceEvent::Replace(vec![obs(
+        "t1",
+        &[(TaskId, "t1")],
+        &["10.0.1.2:1"],
+    )]))
+    .await
+    .unwrap();
     settle().await;
-    let ids: Vec<String> = reg.snapshot().peers.into_iter().map(|p| p.id).collect();
+    let ids: Vec<String> = reg.snapshot().peers.iter().map(|p| p.id.clone()).collect();
     assert_eq!(ids, ["t1"], "the primary works: the fallback stands down");
     assert!(!reg.sources()[1].counted);
-    p_tx.send(SourceEvent::Degraded { reason: "down".into() }).await.unwrap();
+    p_tx.send(SourceEvent::Degraded {
+        reason: "down".into(),
+    })
+    .await
+    .unwrap();
     settle().await;
-    assert_eq!(reg.snapshot().peers.len(), 2, "primary degraded: last good set plus the fallback");
+    assert_eq!(
+        reg.snapshot().peers.len(),
+        2,
+        "primary degraded: last good set plus the fallback"
+    );
     reg.shutdown().await;
 }
 
@@ -348,19 +487,32 @@ async fn watch_gets_a_snapshot_then_ordered_events_and_is_resynced_when_it_lags(
         ..Default::default()
     };
     let (tx, s) = scripted();
-    let reg = RegistryBuilder::new(cfg).source("s", opts(0), s).start().unwrap();
-    tx.send(SourceEvent::Upsert(obs("a", &[(AgentId, "a")], &[]))).await.unwrap();
+    let reg = RegistryBuilder::new(cfg)
+        .source("s", opts(0), s)
+        .start()
+        .unwrap();
+    tx.send(SourceEvent::Upsert(obs("a", &[(AgentId, "a")], &[])))
+        .await
+        .unwrap();
     settle().await;
     let mut w = reg.watch();
-    let Some(WatchUpdate::Snapshot(snap)) = w.next().await else { panic!("snapshot first") };
+    let Some(WatchUpdate::Snapshot(snap)) = w.next().await else {
+        panic!("snapshot first")
+    };
     assert_eq!(snap.peers.len(), 1);
-    tx.send(SourceEvent::Upsert(obs("b", &[(AgentId, "b")], &[]))).await.unwrap();
-    tx.send(SourceEvent::Remove { key: "a".into() }).await.unwrap();
+    tx.send(SourceEvent::Upsert(obs("b", &[(AgentId, "b")], &[])))
+        .await
+        .unwrap();
+    tx.send(SourceEvent::Remove { key: "a".into() })
+        .await
+        .unwrap();
     settle().await;
     let mut versions = vec![snap.version];
     for want in ["joined b", "left a"] {
         match w.next().await {
-            Some(WatchUpdate::Event(RosterEvent::Joined { version, peer })) if want == "joined b" => {
+            Some(WatchUpdate::Event(RosterEvent::Joined { version, peer }))
+                if want == "joined b" =>
+            {
                 assert_eq!(peer.id, "b");
                 versions.push(version);
             }
@@ -371,12 +523,19 @@ async fn watch_gets_a_snapshot_then_ordered_events_and_is_resynced_when_it_lags(
             other => panic!("wanted {want}, got {other:?}"),
         }
     }
-    assert!(versions.windows(2).all(|v| v[1] == v[0] + 1), "consecutive versions: {versions:?}");
+    assert!(
+        versions.windows(2).all(|v| v[1] == v[0] + 1),
+        "consecutive versions: {versions:?}"
+    );
     // Overflow the 4-event buffer: the watcher gets a fresh snapshot, not a gap.
     for i in 0..20 {
-        tx.send(SourceEvent::Upsert(obs(&format!("p{i}"), &[(AgentId, &format!("p{i}"))], &[])))
-            .await
-            .unwrap();
+        tx.send(SourceEvent::Upsert(obs(
+            &format!("p{i}"),
+            &[(AgentId, &format!("p{i}"))],
+            &[],
+        )))
+        .await
+        .unwrap();
     }
     settle().await;
     match w.next().await {
@@ -389,17 +548,34 @@ async fn watch_gets_a_snapshot_then_ordered_events_and_is_resynced_when_it_lags(
 #[tokio::test(start_paused = true)]
 async fn an_identity_change_is_a_leave_and_a_join() {
     let (tx, s) = scripted();
-    let reg = RegistryBuilder::new(RegistryConfig::default()).source("s", opts(0), s).start().unwrap();
-    tx.send(SourceEvent::Upsert(obs("k", &[(ContainerId, "abcdefabcdef")], &[]))).await.unwrap();
+    let reg = RegistryBuilder::new(RegistryConfig::default())
+        .source("s", opts(0), s)
+        .start()
+        .unwrap();
+    tx.send(SourceEvent::Upsert(obs(
+        "k",
+        &[(ContainerId, "abcdefabcdef")],
+        &[],
+    )))
+    .await
+    .unwrap();
     settle().await;
     let mut w = reg.watch();
     let _ = w.next().await;
-    tx.send(SourceEvent::Upsert(obs("k", &[(ContainerId, "abcdefabcdef"), (AgentId, "agent-1")], &[])))
-        .await
-        .unwrap();
+    tx.send(SourceEvent::Upsert(obs(
+        "k",
+        &[(ContainerId, "abcdefabcdef"), (AgentId, "agent-1")],
+        &[],
+    )))
+    .await
+    .unwrap();
     settle().await;
-    assert!(matches!(w.next().await, Some(WatchUpdate::Event(RosterEvent::Left { peer, .. })) if peer.id == "abcdefabcdef"));
-    assert!(matches!(w.next().await, Some(WatchUpdate::Event(RosterEvent::Joined { peer, .. })) if peer.id == "agent-1"));
+    assert!(
+        matches!(w.next().await, Some(WatchUpdate::Event(RosterEvent::Left { peer, .. })) if peer.id == "abcdefabcdef")
+    );
+    assert!(
+        matches!(w.next().await, Some(WatchUpdate::Event(RosterEvent::Joined { peer, .. })) if peer.id == "agent-1")
+    );
     reg.shutdown().await;
 }
 
@@ -418,7 +594,10 @@ impl DiscoverySource for Flaky {
             }
             return Err(SourceError::msg(format!("refused {n}")));
         }
-        ctx.events.replace(vec![obs("x", &[(AgentId, "x")], &[])]).await.ok();
+        ctx.events
+            .replace(vec![obs("x", &[(AgentId, "x")], &[])])
+            .await
+            .ok();
         ctx.shutdown.cancelled().await;
         Ok(())
     }
@@ -436,19 +615,55 @@ async fn failing_and_panicking_sources_restart_with_backoff_and_never_stop_the_o
     };
     let start = Instant::now();
     let reg = RegistryBuilder::new(cfg)
-        .source("errors", opts(0), Flaky { runs: errors.clone(), panic: false })
-        .source("panics", opts(0), Flaky { runs: panics.clone(), panic: true })
+        .source(
+            "errors",
+            opts(0),
+            Flaky {
+                runs: errors.clone(),
+                panic: false,
+            },
+        )
+        .source(
+            "panics",
+            opts(0),
+            Flaky {
+                runs: panics.clone(),
+                panic: true,
+            },
+        )
         .source("steady", opts(0), steady)
         .start()
         .unwrap();
-    tx.send(SourceEvent::Replace(vec![obs("s", &[(AgentId, "steady-peer")], &[])])).await.unwrap();
+    tx.send(SourceEvent::Replace(vec![obs(
+        "s",
+        &[(AgentId, "steady-peer")],
+        &[],
+    )]))
+    .await
+    .unwrap();
     settle().await;
     assert_eq!(errors.load(Ordering::SeqCst), 1);
     let st = reg.sources();
     assert_eq!(st[0].health, Health::Degraded);
-    assert!(st[0].last_error.as_deref().unwrap().contains("refused 0"), "{:?}", st[0].last_error);
-    assert!(st[1].last_error.as_deref().unwrap().contains("panicked: boom 0"), "{:?}", st[1].last_error);
-    assert_eq!(reg.snapshot().peers.len(), 1, "the steady source is unaffected");
+    assert!(
+        st[0].last_error.as_deref().unwrap().contains("refused 0"),
+        "{:?}",
+        st[0].last_error
+    );
+    assert!(
+        st[1]
+            .last_error
+            .as_deref()
+            .unwrap()
+            .contains("panicked: boom 0"),
+        "{:?}",
+        st[1].last_error
+    );
+    assert_eq!(
+        reg.snapshot().peers.len(),
+        1,
+        "the steady source is unaffected"
+    );
     // Backoff 1 s, 2 s, 4 s: the fourth run starts at t = 7 s.
     tokio::time::sleep(Duration::from_millis(6900) - start.elapsed()).await;
     assert_eq!(errors.load(Ordering::SeqCst), 3);
@@ -459,7 +674,11 @@ async fn failing_and_panicking_sources_restart_with_backoff_and_never_stop_the_o
     let st = reg.sources();
     assert_eq!(st[0].health, Health::Ok);
     assert_eq!(st[0].restarts, 3);
-    assert_eq!(reg.snapshot().peers.len(), 2, "steady-peer and x (both flaky sources report the same x)");
+    assert_eq!(
+        reg.snapshot().peers.len(),
+        2,
+        "steady-peer and x (both flaky sources report the same x)"
+    );
     reg.shutdown().await;
 }
 
@@ -472,7 +691,10 @@ async fn the_cache_gives_a_restart_a_list_at_once_until_primaries_sync() {
         ..Default::default()
     };
     let (tx, s) = scripted();
-    let reg = RegistryBuilder::new(cfg.clone()).source("s", opts(0), s).start().unwrap();
+    let reg = RegistryBuilder::new(cfg.clone())
+        .source("s", opts(0), s)
+        .start()
+        .unwrap();
     tx.send(SourceEvent::Replace(vec![
         obs("a", &[(AgentId, "a")], &["10.0.0.1:1"]),
         obs("b", &[(AgentId, "b")], &["10.0.0.2:1"]),
@@ -484,14 +706,23 @@ async fn the_cache_gives_a_restart_a_list_at_once_until_primaries_sync() {
     assert!(cache.exists());
 
     let (tx, s) = scripted();
-    let reg = RegistryBuilder::new(cfg).source("s", opts(0), s).start().unwrap();
+    let reg = RegistryBuilder::new(cfg)
+        .source("s", opts(0), s)
+        .start()
+        .unwrap();
     let snap = reg.snapshot();
     assert_eq!(snap.peers.len(), 2, "cached roster at once");
-    assert_eq!(snap.peers[0].sources[0].name, "cache");
+    assert_eq!(&*snap.peers[0].sources[0].name, "cache");
     assert_eq!(snap.peers[0].addrs, ["/ip4/10.0.0.1/tcp/1"]);
-    tx.send(SourceEvent::Replace(vec![obs("b", &[(AgentId, "b")], &["10.0.0.2:1"])])).await.unwrap();
+    tx.send(SourceEvent::Replace(vec![obs(
+        "b",
+        &[(AgentId, "b")],
+        &["10.0.0.2:1"],
+    )]))
+    .await
+    .unwrap();
     settle().await;
-    let ids: Vec<String> = reg.snapshot().peers.into_iter().map(|p| p.id).collect();
+    let ids: Vec<String> = reg.snapshot().peers.iter().map(|p| p.id.clone()).collect();
     assert_eq!(ids, ["b"], "after the first sync the cache steps aside");
     reg.shutdown().await;
 }
@@ -506,7 +737,10 @@ async fn a_broken_cache_file_is_ignored_not_fatal() {
         ..Default::default()
     };
     let (_tx, s) = scripted();
-    let reg = RegistryBuilder::new(cfg).source("s", opts(0), s).start().unwrap();
+    let reg = RegistryBuilder::new(cfg)
+        .source("s", opts(0), s)
+        .start()
+        .unwrap();
     assert!(reg.snapshot().peers.is_empty());
     reg.shutdown().await;
 }
@@ -520,16 +754,25 @@ async fn wait_first_sync_returns_when_every_source_synced_or_failed() {
         .source("bad", opts(0), Flaky { runs, panic: false })
         .start()
         .unwrap();
-    assert!(!reg.wait_first_sync(Duration::from_millis(100)).await, "s has not synced");
+    assert!(
+        !reg.wait_first_sync(Duration::from_millis(100)).await,
+        "s has not synced"
+    );
     tx.send(SourceEvent::Synced).await.unwrap();
     assert!(reg.wait_first_sync(Duration::from_secs(1)).await);
-    assert!(!reg.ready(), "ready means every primary synced; `bad` has not");
+    assert!(
+        !reg.ready(),
+        "ready means every primary synced; `bad` has not"
+    );
     reg.shutdown().await;
 }
 
 #[test]
 fn duplicate_source_names_are_refused() {
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     rt.block_on(async {
         let (_a, s1) = scripted();
         let (_b, s2) = scripted();
