@@ -14,10 +14,9 @@ use crate::StartError;
 
 /// The announced peer: `[local]` plus the container id and host name of this process.
 pub fn local_peer(cfg: &Config) -> Result<LocalPeer, StartError> {
-    let local = cfg
-        .local
-        .as_ref()
-        .ok_or_else(|| StartError::Local("this command needs a [local] section with at least `id`".into()))?;
+    let local = cfg.local.as_ref().ok_or_else(|| {
+        StartError::Local("this command needs a [local] section with at least `id`".into())
+    })?;
     let mut peer = local
         .to_local_peer()
         .map_err(|e| StartError::Local(format!("local.addrs: {e}")))?;
@@ -56,7 +55,10 @@ pub fn container_id() -> Option<String> {
             .map(str::to_owned)
     };
     if let Ok(m) = std::fs::read_to_string("/proc/self/mountinfo") {
-        for line in m.lines().filter(|l| l.contains("/containers/") && l.contains("/hostname")) {
+        for line in m
+            .lines()
+            .filter(|l| l.contains("/containers/") && l.contains("/hostname"))
+        {
             if let Some(id) = from_text(line) {
                 return Some(id);
             }
@@ -122,7 +124,10 @@ pub async fn serve_health(
     shutdown: CancellationToken,
 ) -> std::io::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
     let body = HealthBody::of(peer);
-    let app = Router::new().route("/health", get(move || std::future::ready(Json(body.clone()))));
+    let app = Router::new().route(
+        "/health",
+        get(move || std::future::ready(Json(body.clone()))),
+    );
     let listener = tokio::net::TcpListener::bind(listen).await?;
     let bound = listener.local_addr()?;
     let task = tokio::spawn(async move {

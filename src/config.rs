@@ -113,7 +113,10 @@ impl Config {
     }
 
     /// Like [`Config::load`], with the environment given explicitly (tests).
-    pub fn load_with_env(path: &Path, env: Option<HashMap<String, String>>) -> Result<Config, ConfigError> {
+    pub fn load_with_env(
+        path: &Path,
+        env: Option<HashMap<String, String>>,
+    ) -> Result<Config, ConfigError> {
         let shown = path.display().to_string();
         let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Load {
             path: shown.clone(),
@@ -123,7 +126,11 @@ impl Config {
     }
 
     /// Parses TOML text; `origin` names it in errors.
-    pub fn from_toml_str(origin: &str, text: &str, env: Option<HashMap<String, String>>) -> Result<Config, ConfigError> {
+    pub fn from_toml_str(
+        origin: &str,
+        text: &str,
+        env: Option<HashMap<String, String>>,
+    ) -> Result<Config, ConfigError> {
         let load_err = |message: String| ConfigError::Load {
             path: origin.to_owned(),
             message,
@@ -144,7 +151,8 @@ impl Config {
             .add_source(environment)
             .build()
             .map_err(|e| load_err(e.to_string()))?;
-        let raw: RawConfig = serde_path_to_error::deserialize(built).map_err(|e| key_error(origin, "", e))?;
+        let raw: RawConfig =
+            serde_path_to_error::deserialize(built).map_err(|e| key_error(origin, "", e))?;
         let mut sources = Vec::new();
         for (name, value) in raw.sources {
             sources.push(parse_source(origin, &name, value)?);
@@ -178,7 +186,11 @@ impl Config {
     }
 }
 
-fn key_error<E: std::fmt::Display>(origin: &str, prefix: &str, e: serde_path_to_error::Error<E>) -> ConfigError {
+fn key_error<E: std::fmt::Display>(
+    origin: &str,
+    prefix: &str,
+    e: serde_path_to_error::Error<E>,
+) -> ConfigError {
     let inner = e.path().to_string();
     let key = match (prefix.is_empty(), inner.as_str()) {
         (true, _) => inner,
@@ -207,9 +219,12 @@ fn parse_source(origin: &str, name: &str, value: Value) -> Result<SourceConfig, 
         key,
         message,
     };
-    let mut table = value
-        .into_table()
-        .map_err(|_| key_err(prefix.clone(), "must be a table: [sources.NAME] with a `type` key".into()))?;
+    let mut table = value.into_table().map_err(|_| {
+        key_err(
+            prefix.clone(),
+            "must be a table: [sources.NAME] with a `type` key".into(),
+        )
+    })?;
     let ty = match table.remove("type") {
         Some(v) => v
             .into_string()
@@ -217,7 +232,10 @@ fn parse_source(origin: &str, name: &str, value: Value) -> Result<SourceConfig, 
         None => {
             return Err(key_err(
                 format!("{prefix}.type"),
-                format!("missing: say which backend this source uses, one of {}", backends::ALL_TYPES.join(", ")),
+                format!(
+                    "missing: say which backend this source uses, one of {}",
+                    backends::ALL_TYPES.join(", ")
+                ),
             ))
         }
     };

@@ -7,6 +7,7 @@
 
 pub mod agent;
 mod backends;
+pub mod compare;
 pub mod config;
 
 pub use backends::{compiled_types, BackendConfig, ALL_TYPES};

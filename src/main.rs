@@ -10,7 +10,11 @@ use rollcall::{Health, Roster, SourceStatus};
 use serde::Serialize;
 
 #[derive(Parser)]
-#[command(name = "rollcall", version, about = "Find every peer of a cluster and keep one deduplicated, current roster.")]
+#[command(
+    name = "rollcall",
+    version,
+    about = "Find every peer of a cluster and keep one deduplicated, current roster."
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -36,6 +40,18 @@ enum Command {
         #[arg(short, long)]
         config: PathBuf,
     },
+    /// Measure discovery completeness per backend on real infrastructure.
+    Compare {
+        /// Scenario file (TOML), e.g. examples/scenarios/local-nats.toml.
+        #[arg(long)]
+        scenario: PathBuf,
+        /// Write the result JSON here.
+        #[arg(long)]
+        json: Option<PathBuf>,
+        /// Write an SVG plot of found agents over time here.
+        #[arg(long)]
+        plot: Option<PathBuf>,
+    },
     /// Validate configuration files; exit non-zero with a clear message on the first error.
     CheckConfig {
         /// Files to check.
@@ -48,7 +64,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let default_level = match cli.command {
         Command::Peers { .. } | Command::CheckConfig { .. } => "warn",
-        Command::Agent { .. } => "info",
+        Command::Agent { .. } | Command::Compare { .. } => "info",
     };
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
@@ -57,7 +73,10 @@ fn main() -> ExitCode {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level)),
         )
         .init();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(r) => r,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
@@ -69,6 +88,18 @@ fn main() -> ExitCode {
             Command::Peers { config, wait, json } => peers(&config, wait, json).await,
             Command::Agent { config } => agent(&config).await,
             Command::CheckConfig { files } => check_config(&files),
+            Command::Compare {
+                scenario,
+                json,
+                plot,
+            } => rollcall::compare::run(rollcall::compare::CompareOpts {
+                scenario,
+                json,
+                plot,
+            })
+            .await
+            .map(|()| ExitCode::SUCCESS)
+            .map_err(|e| -> Box<dyn std::error::Error> { e.to_string().into() }),
         }
     });
     match result {
@@ -85,7 +116,7 @@ type CliResult = Result<ExitCode, Box<dyn std::error::Error>>;
 #[derive(Serialize)]
 struct PeersOutput<'a> {
     version: u64,
-    peers: &'a [rollcall::Peer],
+    peers: &'a [std::sync::Arc<rollcall::Peer>],
     sources: &'a [SourceStatus],
 }
 
@@ -114,7 +145,11 @@ async fn peers(path: &std::path::Path, wait: Duration, json: bool) -> CliResult 
                 s.name,
                 s.last_error.as_deref().unwrap_or("unknown reason")
             ),
-            Health::Starting => eprintln!("warning: source `{}` did not finish its first sync within {}", s.name, humantime::format_duration(wait)),
+            Health::Starting => eprintln!(
+                "warning: source `{}` did not finish its first sync within {}",
+                s.name,
+                humantime::format_duration(wait)
+            ),
             Health::Ok => {}
         }
     }
@@ -132,9 +167,21 @@ fn print_table(roster: &Roster) {
             [
                 p.id.clone(),
                 p.status.clone().unwrap_or_else(|| "-".into()),
-                if p.addrs.is_empty() { "-".into() } else { p.addrs.join(" ") },
-                p.sources.iter().map(|s| s.name.as_str()).collect::<Vec<_>>().join(","),
-                if p.capabilities.is_empty() { "-".into() } else { p.capabilities.join(",") },
+                if p.addrs.is_empty() {
+                    "-".into()
+                } else {
+                    p.addrs.join(" ")
+                },
+                p.sources
+                    .iter()
+                    .map(|s| &*s.name)
+                    .collect::<Vec<_>>()
+                    .join(","),
+                if p.capabilities.is_empty() {
+                    "-".into()
+                } else {
+                    p.capabilities.join(",")
+                },
             ]
         })
         .collect();
@@ -160,7 +207,11 @@ fn print_table(roster: &Roster) {
     for r in &rows {
         line([&r[0], &r[1], &r[2], &r[3], &r[4]]);
     }
-    println!("{} peers, roster version {}", roster.peers.len(), roster.version);
+    println!(
+        "{} peers, roster version {}",
+        roster.peers.len(),
+        roster.version
+    );
 }
 
 async fn agent(path: &std::path::Path) -> CliResult {
@@ -169,7 +220,8 @@ async fn agent(path: &std::path::Path) -> CliResult {
     let stop = registry.shutdown_token();
     let health = match cfg.local.as_ref().and_then(|l| l.health_listen) {
         Some(listen) => {
-            let (bound, task) = rollcall::agent::serve_health(listen, &local, stop.child_token()).await?;
+            let (bound, task) =
+                rollcall::agent::serve_health(listen, &local, stop.child_token()).await?;
             tracing::info!(%bound, "serving GET /health");
             Some(task)
         }
@@ -207,9 +259,21 @@ fn check_config(files: &[PathBuf]) -> CliResult {
         let names: Vec<String> = cfg
             .sources
             .iter()
-            .map(|s| format!("{} ({}{})", s.name, s.type_name(), if s.common.enabled { "" } else { ", disabled" }))
+            .map(|s| {
+                format!(
+                    "{} ({}{})",
+                    s.name,
+                    s.type_name(),
+                    if s.common.enabled { "" } else { ", disabled" }
+                )
+            })
             .collect();
-        println!("ok: {} — {} source(s): {}", f.display(), names.len(), names.join(", "));
+        println!(
+            "ok: {} — {} source(s): {}",
+            f.display(),
+            names.len(),
+            names.join(", ")
+        );
     }
     Ok(ExitCode::SUCCESS)
 }

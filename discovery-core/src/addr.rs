@@ -104,7 +104,7 @@ pub fn leading_ip(addr: &Multiaddr) -> Option<IpAddr> {
 
 /// A class of addresses that can be excluded from the roster.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
+#[serde(rename_all = "snake_case", try_from = "String")]
 #[non_exhaustive]
 pub enum AddressClass {
     /// 127.0.0.0/8 and ::1: reachable only from the same host.
@@ -115,6 +115,21 @@ pub enum AddressClass {
     Private,
     /// Names (`/dns`, `/dns4`, `/dns6`, `/dnsaddr`) not yet resolved to an IP.
     Dns,
+}
+
+impl TryFrom<String> for AddressClass {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        match s.as_str() {
+            "loopback" => Ok(AddressClass::Loopback),
+            "link_local" => Ok(AddressClass::LinkLocal),
+            "private" => Ok(AddressClass::Private),
+            "dns" => Ok(AddressClass::Dns),
+            other => Err(format!(
+                "unknown address class `{other}`: use \"loopback\", \"link_local\", \"private\" or \"dns\""
+            )),
+        }
+    }
 }
 
 impl AddressClass {

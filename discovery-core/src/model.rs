@@ -180,13 +180,20 @@ impl Observation {
 
 /// Whether a source is the truth or a stand-in.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
+#[serde(rename_all = "snake_case", try_from = "String")]
 pub enum Role {
     /// Counts always.
     #[default]
     Primary,
     /// Counts only while every primary source is degraded or empty.
     Fallback,
+}
+
+impl TryFrom<String> for Role {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        s.parse()
+    }
 }
 
 impl FromStr for Role {

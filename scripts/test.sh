@@ -1,0 +1,59 @@
+#!/usr/bin/env bash
+# The one command that runs every rollcall test on a fresh machine; CI runs exactly this.
+#
+#   bash scripts/test.sh
+#
+# It installs and starts what the tests need when it is missing (as root):
+# nats-server and docker.io from Debian, dockerd, a one-node Docker Swarm, the
+# FROM-scratch image of the static `rollcall` binary, a second dockerd in a
+# network namespace for the two-node tests. Outside CI, a part may be skipped
+# only on purpose, and the run says so:
+#   ROLLCALL_SKIP_NATS=1    tests that need nats-server
+#   ROLLCALL_SKIP_DOCKER=1  tests that need Docker / Docker Swarm
+#   ROLLCALL_SKIP_NETNS=1   tests that need root and network namespaces
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+say() { printf '\n== %s\n' "$*"; }
+skipping() { [ "${!1:-}" = "1" ]; }
+
+if [ "${CI:-}" = "true" ]; then
+  for v in ROLLCALL_SKIP_NATS ROLLCALL_SKIP_DOCKER ROLLCALL_SKIP_NETNS; do
+    if skipping "$v"; then echo "CI never skips: unset $v" >&2; exit 1; fi
+  done
+fi
+for v in ROLLCALL_SKIP_NATS ROLLCALL_SKIP_DOCKER ROLLCALL_SKIP_NETNS; do
+  if skipping "$v"; then echo "NOTE: $v=1: the tests it covers are SKIPPED in this run"; fi
+done
+
+# 1. Packages the tests need, installed only when missing.
+pkgs=()
+skipping ROLLCALL_SKIP_NATS || command -v nats-server >/dev/null || pkgs+=(nats-server)
+if ! skipping ROLLCALL_SKIP_DOCKER; then
+  command -v dockerd >/dev/null || pkgs+=(docker.io)
+  command -v haproxy >/dev/null || pkgs+=(haproxy)
+fi
+if ! skipping ROLLCALL_SKIP_NETNS || ! skipping ROLLCALL_SKIP_DOCKER; then
+  command -v ip >/dev/null || pkgs+=(iproute2)
+  command -v iptables >/dev/null || pkgs+=(iptables)
+fi
+if [ "${#pkgs[@]}" -gt 0 ]; then
+  say "installing ${pkgs[*]}"
+  if [ "$(id -u)" != 0 ]; then
+    echo "these tests need ${pkgs[*]}: run as root so this script can apt-get them, or set the ROLLCALL_SKIP_* variable above" >&2
+    exit 1
+  fi
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${pkgs[@]}" >/dev/null
+fi
+
+# 2. Docker: daemon, one-node swarm, the agent image.
+if ! skipping ROLLCALL_SKIP_DOCKER; then
+  say "docker rig"
+  bash scripts/docker-rig.sh
+  bash scripts/docker-rig.sh image
+fi
+
+# 3. Every crate's tests, every backend compiled in.
+say "cargo test"
+cargo test --workspace --all-features --locked
