@@ -6,6 +6,7 @@
 #![forbid(unsafe_code)]
 
 pub mod agent;
+pub mod api;
 mod backends;
 pub mod compare;
 pub mod config;

@@ -34,6 +34,15 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// The daemon: run the sources and serve the HTTP API until SIGINT/SIGTERM.
+    Run {
+        /// Configuration file (TOML).
+        #[arg(short, long)]
+        config: PathBuf,
+        /// Listen address of the HTTP API (overrides `[api] listen`).
+        #[arg(long)]
+        listen: Option<std::net::SocketAddr>,
+    },
     /// Announce [local] through the configured sources until SIGINT/SIGTERM, then say goodbye.
     Agent {
         /// Configuration file (TOML).
@@ -64,7 +73,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let default_level = match cli.command {
         Command::Peers { .. } | Command::CheckConfig { .. } => "warn",
-        Command::Agent { .. } | Command::Compare { .. } => "info",
+        Command::Agent { .. } | Command::Compare { .. } | Command::Run { .. } => "info",
     };
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
@@ -87,6 +96,7 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Peers { config, wait, json } => peers(&config, wait, json).await,
             Command::Agent { config } => agent(&config).await,
+            Command::Run { config, listen } => run(&config, listen).await,
             Command::CheckConfig { files } => check_config(&files),
             Command::Compare {
                 scenario,
@@ -234,6 +244,29 @@ async fn agent(path: &std::path::Path) -> CliResult {
     if let Some(t) = health {
         let _ = t.await;
     }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn run(path: &std::path::Path, listen: Option<std::net::SocketAddr>) -> CliResult {
+    let cfg = Config::load(path)?;
+    // The recorder must be installed before the registry emits anything.
+    let handle = metrics_exporter_prometheus::PrometheusBuilder::new().install_recorder()?;
+    let render: std::sync::Arc<dyn Fn() -> String + Send + Sync> =
+        std::sync::Arc::new(move || handle.render());
+    let registry = rollcall::discover(&cfg)?;
+    let listen = listen.unwrap_or(cfg.api.listen);
+    let (bound, api) = rollcall::api::serve(
+        listen,
+        registry.clone(),
+        Some(render),
+        registry.shutdown_token().child_token(),
+    )
+    .await?;
+    tracing::info!(%bound, sources = cfg.enabled_sources().count(), "rollcall running; HTTP API up");
+    wait_for_signal().await;
+    tracing::info!("stopping");
+    registry.shutdown().await;
+    let _ = api.await;
     Ok(ExitCode::SUCCESS)
 }
 
