@@ -10,7 +10,7 @@ pub(crate) enum ParseError {
     Unknown,
     Planned,
     NotCompiled(&'static str),
-    Invalid(serde_path_to_error::Error<config::ConfigError>),
+    Invalid(Box<serde_path_to_error::Error<config::ConfigError>>),
 }
 
 /// Backends named in the design that this release does not ship yet.
@@ -54,7 +54,7 @@ macro_rules! backends {
                     #[cfg(feature = $ty)]
                     $ty => serde_path_to_error::deserialize(value)
                         .map(BackendConfig::$variant)
-                        .map_err(ParseError::Invalid),
+                        .map_err(|e| ParseError::Invalid(Box::new(e))),
                 )*
                 other => match ALL_TYPES.iter().find(|t| **t == other) {
                     Some(t) => { let _ = value; Err(ParseError::NotCompiled(t)) }

@@ -264,7 +264,7 @@ fn parse_source(origin: &str, name: &str, value: Value) -> Result<SourceConfig, 
                 "backend `{ty}` is not compiled into this rollcall; rebuild with `--features {feature}` (or `--features full`)"
             ),
         ),
-        backends::ParseError::Invalid(e) => key_error(origin, &prefix, e),
+        backends::ParseError::Invalid(e) => key_error(origin, &prefix, *e),
     })?;
     Ok(SourceConfig {
         name: name.to_owned(),

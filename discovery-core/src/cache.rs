@@ -28,7 +28,7 @@ pub(crate) fn load(path: &Path) -> Result<Vec<Observation>, String> {
     Ok(roster
         .peers
         .into_iter()
-        .map(|p| std::sync::Arc::unwrap_or_clone(p))
+        .map(std::sync::Arc::unwrap_or_clone)
         .map(|p| Observation {
             key: p.id,
             aliases: p.aliases,

@@ -1113,6 +1113,7 @@ fn merge_singular<'a>(into: &mut [Option<&'a str>; 5], from: &[Option<&'a str>; 
 
 /// Alias -> group during a partition: a linear list for the usual handful of
 /// sightings, a hash map for the rare large component.
+#[allow(clippy::large_enum_variant)] // lives on the stack for one partition only
 enum AliasGroups<'a> {
     Small(SmallVec<[((AliasKind, &'a str), usize); 16]>),
     Large(HashMap<(AliasKind, &'a str), usize>),
