@@ -29,6 +29,11 @@ macro_rules! backends {
             )*
         }
 
+        $(
+            #[cfg(feature = $ty)]
+            pub use $krate;
+        )*
+
         /// Every backend type rollcall knows, compiled in or not.
         pub const ALL_TYPES: &[&str] = &[$($ty),*];
 

@@ -11,15 +11,9 @@ mod backends;
 pub mod compare;
 pub mod config;
 
-pub use backends::{compiled_types, BackendConfig, ALL_TYPES};
+pub use backends::*;
 pub use discovery_core::*;
 
-#[cfg(feature = "nats")]
-pub use backend_nats;
-#[cfg(feature = "static")]
-pub use backend_static;
-#[cfg(feature = "swarm")]
-pub use backend_swarm;
 
 use config::Config;
 
