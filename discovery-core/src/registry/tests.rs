@@ -784,3 +784,93 @@ fn duplicate_source_names_are_refused() {
         assert!(err.to_string().contains("`x`"));
     });
 }
+
+/// Random upserts, removals and replaces: the incrementally maintained roster
+/// always equals the roster merged from scratch out of the same observations.
+#[test]
+fn incremental_merge_equals_merge_from_scratch() {
+    use super::state::{SourceClass, State};
+    use crate::addr::AddressPolicy;
+    use std::time::SystemTime;
+
+    let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut next = move |n: u64| {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed % n
+    };
+    let kinds = [AgentId, PeerId, ContainerId, TaskId, AliasKind::Hostname];
+    let now = tokio::time::Instant::now();
+    let wall = SystemTime::now();
+    let new_state = || {
+        let mut s = State::new(AddressPolicy::default());
+        for i in 0..3 {
+            s.add_source(
+                Arc::from(format!("s{i}")),
+                [30, 20, 10][i],
+                SourceClass::Primary,
+                Duration::from_secs(60),
+            );
+        }
+        s
+    };
+    for round in 0..40 {
+        let mut live: std::collections::BTreeMap<(u16, String), Observation> = Default::default();
+        let mut s = new_state();
+        for _ in 0..200 {
+            let src = next(3) as u16;
+            let key = format!("k{}", next(12));
+            match next(10) {
+                0 => {
+                    live.remove(&(src, key.clone()));
+                    s.apply(src, SourceEvent::Remove { key }, now, wall);
+                }
+                1 => {
+                    let mut all = Vec::new();
+                    live.retain(|(ls, _), _| *ls != src);
+                    for _ in 0..next(4) {
+                        let k = format!("k{}", next(12));
+                        let o = obs(
+                            &k,
+                            &[(kinds[next(5) as usize], &format!("v{}", next(6)))],
+                            &[],
+                        );
+                        if !all.iter().any(|x: &Observation| x.key == k) {
+                            live.insert((src, k), o.clone());
+                            all.push(o);
+                        }
+                    }
+                    s.apply(src, SourceEvent::Replace(all), now, wall);
+                }
+                _ => {
+                    let n_alias = 1 + next(3);
+                    let mut aliases = Vec::new();
+                    for _ in 0..n_alias {
+                        aliases.push(Alias::new(kinds[next(5) as usize], format!("v{}", next(6))));
+                    }
+                    let o = Observation {
+                        key: key.clone(),
+                        aliases,
+                        ..Default::default()
+                    };
+                    live.insert((src, key), o.clone());
+                    s.apply(src, SourceEvent::Upsert(o), now, wall);
+                }
+            }
+            s.check_invariants();
+            let _ = s.take_events().count();
+        }
+        let mut fresh = new_state();
+        for ((src, _), o) in &live {
+            fresh.apply(*src, SourceEvent::Upsert(o.clone()), now, wall);
+        }
+        fresh.check_invariants();
+        assert_eq!(s.groups(), fresh.groups(), "round {round}");
+        assert_eq!(
+            s.conflicts().len(),
+            fresh.conflicts().len(),
+            "round {round}"
+        );
+    }
+}
