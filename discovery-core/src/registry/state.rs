@@ -18,6 +18,11 @@ use crate::roster::{Conflict, Peer, PeerSource, Roster, RosterEvent};
 use crate::source::{SourceEvent, SourceIdx};
 use crate::status::{Health, SourceStatus};
 
+/// Most addresses kept per observation.
+const MAX_ADDRS: usize = 64;
+/// Most aliases kept per observation.
+const MAX_ALIASES: usize = 32;
+
 type ObsIdx = u32;
 type Members = SmallVec<[ObsIdx; 4]>;
 type PeerIdx = u32;
@@ -366,7 +371,15 @@ impl State {
         kept.into_boxed_slice()
     }
 
-    fn upsert(&mut self, src: SourceIdx, o: Observation, now: Instant, wall: SystemTime) {
+    fn upsert(&mut self, src: SourceIdx, mut o: Observation, now: Instant, wall: SystemTime) {
+        // A misbehaving source cannot make one peer arbitrarily large.
+        if o.addrs.len() > MAX_ADDRS || o.aliases.len() > MAX_ALIASES {
+            let dropped = o.addrs.len().saturating_sub(MAX_ADDRS) + o.aliases.len().saturating_sub(MAX_ALIASES);
+            o.addrs.truncate(MAX_ADDRS);
+            o.aliases.truncate(MAX_ALIASES);
+            metrics::counter!("rollcall_observation_fields_dropped_total").increment(dropped as u64);
+            tracing::warn!(source = %self.sources[src as usize].name, key = %o.key, dropped, "observation over the size limit; extra addresses and aliases dropped");
+        }
         let input_hash = self.hasher.hash_one((&o.aliases, &o.addrs, &o.meta));
         if let Some(idx) = self.lookup(src, &o.key) {
             if self.entry(idx).is_some_and(|e| e.input_hash == input_hash) {
