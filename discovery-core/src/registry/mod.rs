@@ -426,12 +426,17 @@ pub struct Watch {
 }
 
 impl Watch {
-    /// The next update; `None` once the registry has shut down.
+    /// The next update; `None` once the registry shuts down.
     pub async fn next(&mut self) -> Option<WatchUpdate> {
         if let Some(s) = self.pending.take() {
             return Some(WatchUpdate::Snapshot(s));
         }
-        match self.rx.recv().await {
+        let shutdown = self.registry.handles.shutdown.clone();
+        let received = tokio::select! {
+            r = self.rx.recv() => r,
+            _ = shutdown.cancelled() => return None,
+        };
+        match received {
             Ok(ev) => Some(WatchUpdate::Event(ev)),
             Err(broadcast::error::RecvError::Lagged(skipped)) => {
                 tracing::warn!(skipped, "watcher fell behind; resyncing with a snapshot");

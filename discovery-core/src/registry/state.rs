@@ -374,10 +374,12 @@ impl State {
     fn upsert(&mut self, src: SourceIdx, mut o: Observation, now: Instant, wall: SystemTime) {
         // A misbehaving source cannot make one peer arbitrarily large.
         if o.addrs.len() > MAX_ADDRS || o.aliases.len() > MAX_ALIASES {
-            let dropped = o.addrs.len().saturating_sub(MAX_ADDRS) + o.aliases.len().saturating_sub(MAX_ALIASES);
+            let dropped = o.addrs.len().saturating_sub(MAX_ADDRS)
+                + o.aliases.len().saturating_sub(MAX_ALIASES);
             o.addrs.truncate(MAX_ADDRS);
             o.aliases.truncate(MAX_ALIASES);
-            metrics::counter!("rollcall_observation_fields_dropped_total").increment(dropped as u64);
+            metrics::counter!("rollcall_observation_fields_dropped_total")
+                .increment(dropped as u64);
             tracing::warn!(source = %self.sources[src as usize].name, key = %o.key, dropped, "observation over the size limit; extra addresses and aliases dropped");
         }
         let input_hash = self.hasher.hash_one((&o.aliases, &o.addrs, &o.meta));

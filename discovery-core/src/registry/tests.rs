@@ -546,6 +546,27 @@ async fn watch_gets_a_snapshot_then_ordered_events_and_is_resynced_when_it_lags(
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_watch_ends_when_the_registry_shuts_down() {
+    let (_tx, s) = scripted();
+    let reg = RegistryBuilder::new(RegistryConfig::default())
+        .source("s", opts(0), s)
+        .start()
+        .unwrap();
+    let mut w = reg.watch();
+    assert!(matches!(w.next().await, Some(WatchUpdate::Snapshot(_))));
+    let waiter = tokio::spawn(async move { w.next().await });
+    settle().await;
+    reg.shutdown().await;
+    assert_eq!(
+        tokio::time::timeout(Duration::from_secs(5), waiter)
+            .await
+            .unwrap()
+            .unwrap(),
+        None
+    );
+}
+
+#[tokio::test(start_paused = true)]
 async fn an_identity_change_is_a_leave_and_a_join() {
     let (tx, s) = scripted();
     let reg = RegistryBuilder::new(RegistryConfig::default())
