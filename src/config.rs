@@ -36,6 +36,14 @@ pub enum ConfigError {
     },
 }
 
+/// Keys whose environment value is a comma-separated list.
+const ENV_LIST_KEYS: [&str; 4] = [
+    "local.addrs",
+    "local.capabilities",
+    "registry.exclude_addresses",
+    "registry.prefer_networks",
+];
+
 /// `[api]`: where `rollcall run` serves its HTTP API.
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -139,10 +147,15 @@ impl Config {
         if let Err(e) = text.parse::<toml::Table>() {
             return Err(load_err(format!("not valid TOML: {e}")));
         }
+        // Lists from the environment are comma-separated, for the keys that are lists.
         let mut environment = Environment::with_prefix("ROLLCALL")
             .prefix_separator("__")
             .separator("__")
-            .try_parsing(true);
+            .try_parsing(true)
+            .list_separator(",");
+        for key in ENV_LIST_KEYS {
+            environment = environment.with_list_parse_key(key);
+        }
         if env.is_some() {
             environment = environment.source(env.map(|m| m.into_iter().collect()));
         }

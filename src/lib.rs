@@ -14,7 +14,6 @@ pub mod config;
 pub use backends::*;
 pub use discovery_core::*;
 
-
 use config::Config;
 
 /// Why a configuration could not be turned into a running registry.

@@ -222,12 +222,26 @@ fn environment_overrides_the_file() {
             "ROLLCALL__LOCAL__ID".to_string(),
             "agent-from-env".to_string(),
         ),
+        (
+            "ROLLCALL__LOCAL__ADDRS".to_string(),
+            "10.0.1.7:9000,/ip4/10.0.2.7/tcp/9000".to_string(),
+        ),
+        (
+            "ROLLCALL__REGISTRY__EXCLUDE_ADDRESSES".to_string(),
+            "loopback".to_string(),
+        ),
     ]
     .into_iter()
     .collect();
     let cfg = Config::from_toml_str("t.toml", "[local]\nid = \"file\"\n", Some(env)).unwrap();
     assert_eq!(cfg.registry.max_staleness, Duration::from_secs(90));
-    assert_eq!(cfg.local.unwrap().id, "agent-from-env");
+    let local = cfg.local.unwrap();
+    assert_eq!(local.id, "agent-from-env");
+    assert_eq!(local.addrs, ["10.0.1.7:9000", "/ip4/10.0.2.7/tcp/9000"]);
+    assert_eq!(
+        cfg.registry.exclude_addresses,
+        [rollcall::AddressClass::Loopback]
+    );
 }
 
 #[test]

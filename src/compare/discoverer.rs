@@ -1,0 +1,428 @@
+//! The discoverer child: one backend, measured in its own process so that its
+//! CPU time and peak memory are its own. Started by the harness as
+//! `rollcall compare --scenario <file with a [discoverer] table>`; it speaks
+//! the line protocol of [`super::wire`].
+
+use std::collections::{BTreeMap, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use discovery_core::multiaddr::Protocol;
+use discovery_core::{Multiaddr, RosterEvent, WatchUpdate};
+use futures::StreamExt;
+use tokio::sync::{mpsc, Mutex};
+
+use super::scenario::{DiscovererSpec, HttpVipSpec};
+use super::wire::{self, AddrCheck, Cmd, Out, WirePeer};
+use super::BoxError;
+use crate::config::Config;
+
+/// Lines queued for stdout; the writer task drains them.
+const OUT_QUEUE: usize = 65_536;
+/// Health checks in flight at once.
+const CHECK_CONCURRENCY: usize = 32;
+
+type Roster = Arc<Mutex<BTreeMap<String, WirePeer>>>;
+
+struct Emitter(mpsc::Sender<String>);
+
+impl Emitter {
+    async fn send(&self, out: &Out) {
+        if let Ok(line) = serde_json::to_string(out) {
+            let _ = self.0.send(line).await;
+        }
+    }
+}
+
+/// Runs a discoverer until `stop` or the end of stdin.
+pub(crate) async fn run(spec: DiscovererSpec) -> Result<(), BoxError> {
+    let (tx, mut rx) = mpsc::channel::<String>(OUT_QUEUE);
+    // A thread of its own writes stdout, so a slow reader never stalls the runtime.
+    let writer = std::thread::spawn(move || {
+        use std::io::Write;
+        let mut stdout = std::io::stdout().lock();
+        while let Some(mut line) = rx.blocking_recv() {
+            line.push('\n');
+            if stdout.write_all(line.as_bytes()).is_err() {
+                break;
+            }
+            // Flush when nothing else is queued: lines reach the harness at once.
+            if rx.is_empty() && stdout.flush().is_err() {
+                break;
+            }
+        }
+        let _ = stdout.flush();
+    });
+    let out = Emitter(tx);
+    let roster: Roster = Arc::new(Mutex::new(BTreeMap::new()));
+    let result = match (&spec.config, &spec.url, &spec.http_vip) {
+        (Some(config), None, None) => run_registry(&spec.name, config, &out, roster).await,
+        (None, Some(url), Some(vip)) => run_http_vip(url, vip, &out, roster).await,
+        _ => Err(format!(
+            "discoverer `{}`: give either `config` or `url` with `http_vip`",
+            spec.name
+        )
+        .into()),
+    };
+    if let Err(e) = &result {
+        out.send(&Out::Fatal {
+            error: e.to_string(),
+        })
+        .await;
+    }
+    drop(out);
+    let _ = tokio::task::spawn_blocking(move || writer.join()).await;
+    result
+}
+
+async fn usage(out: &Emitter) {
+    let (cpu_ms, peak_rss_kib) = wire::self_usage();
+    out.send(&Out::Usage {
+        cpu_ms,
+        peak_rss_kib,
+    })
+    .await;
+}
+
+/// Reads commands from stdin; returns at `stop` or end of input.
+async fn serve_commands(out: &Emitter, roster: &Roster) {
+    let (tx, mut lines) = mpsc::channel::<String>(16);
+    // stdin is read by a thread (it blocks); the thread ends with the process.
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::stdin().lock().lines().map_while(Result::ok) {
+            if tx.blocking_send(line).is_err() {
+                break;
+            }
+        }
+    });
+    loop {
+        match lines.recv().await {
+            Some(line) if line.trim().is_empty() => continue,
+            Some(line) => match serde_json::from_str::<Cmd>(&line) {
+                Ok(Cmd::Check { health_port }) => {
+                    usage(out).await;
+                    let peers: Vec<WirePeer> = roster.lock().await.values().cloned().collect();
+                    let results = check_addresses(&peers, health_port).await;
+                    out.send(&Out::Check { results }).await;
+                }
+                Ok(Cmd::Stop) => return,
+                Err(e) => tracing::warn!(error = %e, "unknown command from the harness"),
+            },
+            None => return,
+        }
+    }
+}
+
+async fn run_registry(
+    name: &str,
+    config: &str,
+    out: &Emitter,
+    roster: Roster,
+) -> Result<(), BoxError> {
+    // An empty environment: the spec is the whole configuration.
+    let cfg = Config::from_toml_str(
+        &format!("discoverer {name}"),
+        config,
+        Some(Default::default()),
+    )?;
+    out.send(&Out::Started { t: wire::now_us() }).await;
+    let registry = crate::discover(&cfg)?;
+    let mut watch = registry.watch();
+    let stop = tokio_util::sync::CancellationToken::new();
+    let watcher = {
+        let stop = stop.clone();
+        let roster = roster.clone();
+        let registry = registry.clone();
+        let out = Emitter(out.0.clone());
+        async move {
+            let mut last_health: Option<(String, bool, Option<String>)> = None;
+            let mut tick = tokio::time::interval(Duration::from_millis(50));
+            loop {
+                tokio::select! {
+                    _ = stop.cancelled() => return,
+                    u = watch.next() => {
+                        let Some(u) = u else { return };
+                        let t = wire::now_us();
+                        match u {
+                            WatchUpdate::Snapshot(r) => {
+                                let peers: Vec<WirePeer> = r.peers.iter().map(|p| WirePeer::of(p)).collect();
+                                {
+                                    let mut g = roster.lock().await;
+                                    g.clear();
+                                    for p in &peers {
+                                        g.insert(p.id.clone(), p.clone());
+                                    }
+                                }
+                                out.send(&Out::Snapshot { t, peers }).await;
+                            }
+                            WatchUpdate::Event(RosterEvent::Joined { peer, .. }) => {
+                                let p = WirePeer::of(&peer);
+                                roster.lock().await.insert(p.id.clone(), p.clone());
+                                out.send(&Out::Joined { t, peer: p }).await;
+                            }
+                            WatchUpdate::Event(RosterEvent::Updated { peer, .. }) => {
+                                let p = WirePeer::of(&peer);
+                                let changed = {
+                                    let mut g = roster.lock().await;
+                                    let changed = g.get(&p.id) != Some(&p);
+                                    g.insert(p.id.clone(), p.clone());
+                                    changed
+                                };
+                                if changed {
+                                    out.send(&Out::Updated { t, peer: p }).await;
+                                }
+                            }
+                            WatchUpdate::Event(RosterEvent::Left { peer, .. }) => {
+                                roster.lock().await.remove(&peer.id);
+                                out.send(&Out::Left { t, id: peer.id.clone() }).await;
+                            }
+                            WatchUpdate::Event(_) => {}
+                        }
+                    }
+                    _ = tick.tick() => {
+                        let statuses = registry.sources();
+                        let Some(s) = statuses.first() else { continue };
+                        let health = match s.health {
+                            crate::Health::Ok => "ok",
+                            crate::Health::Degraded => "degraded",
+                            crate::Health::Starting => "starting",
+                        }
+                        .to_owned();
+                        let now = (health.clone(), s.synced, s.last_error.clone());
+                        if last_health.as_ref() != Some(&now) {
+                            out.send(&Out::Health { t: wire::now_us(), health, synced: s.synced, error: s.last_error.clone() }).await;
+                            last_health = Some(now);
+                        }
+                    }
+                }
+            }
+        }
+    };
+    let watcher = tokio::spawn(watcher);
+    serve_commands(out, &roster).await;
+    usage(out).await;
+    stop.cancel();
+    let _ = watcher.await;
+    // Do not let a slow goodbye hold the harness: the measurement is over.
+    let _ = tokio::time::timeout(Duration::from_secs(5), registry.shutdown()).await;
+    Ok(())
+}
+
+/// The health answer's fields the baseline uses.
+#[derive(serde::Deserialize)]
+struct HealthAnswer {
+    id: String,
+    #[serde(default)]
+    addrs: Vec<String>,
+}
+
+async fn run_http_vip(
+    url: &str,
+    vip: &HttpVipSpec,
+    out: &Emitter,
+    roster: Roster,
+) -> Result<(), BoxError> {
+    let mut builder = reqwest::Client::builder().timeout(vip.timeout);
+    if !vip.keepalive {
+        builder = builder.pool_max_idle_per_host(0);
+    }
+    let client = builder.build()?;
+    out.send(&Out::Started { t: wire::now_us() }).await;
+    let stop = tokio_util::sync::CancellationToken::new();
+    let poller = {
+        let stop = stop.clone();
+        let roster = roster.clone();
+        let out = Emitter(out.0.clone());
+        let url = url.to_owned();
+        let vip = vip.clone();
+        async move {
+            let mut first = true;
+            loop {
+                let mut found: BTreeMap<String, WirePeer> = BTreeMap::new();
+                let mut errors = Vec::new();
+                for _ in 0..vip.polls {
+                    if stop.is_cancelled() {
+                        return;
+                    }
+                    let answer = async {
+                        let r = client.get(&url).send().await?.error_for_status()?;
+                        r.json::<HealthAnswer>().await
+                    }
+                    .await;
+                    match answer {
+                        Ok(h) => {
+                            if found.contains_key(&h.id) {
+                                continue;
+                            }
+                            let p = WirePeer {
+                                id: h.id.clone(),
+                                aliases: vec![discovery_core::Alias::agent_id(h.id.clone())],
+                                addrs: h.addrs,
+                            };
+                            if first {
+                                // The first round grows as answers come in.
+                                roster.lock().await.insert(p.id.clone(), p.clone());
+                                out.send(&Out::Joined {
+                                    t: wire::now_us(),
+                                    peer: p.clone(),
+                                })
+                                .await;
+                            }
+                            found.insert(h.id, p);
+                        }
+                        Err(e) => errors.push(e.to_string()),
+                    }
+                }
+                let t = wire::now_us();
+                if !first {
+                    *roster.lock().await = found.clone();
+                    out.send(&Out::Snapshot {
+                        t,
+                        peers: found.values().cloned().collect(),
+                    })
+                    .await;
+                }
+                let (health, error) = if found.is_empty() {
+                    (
+                        "degraded",
+                        errors.first().cloned().or_else(|| Some("no answer".into())),
+                    )
+                } else {
+                    (
+                        "ok",
+                        errors.first().map(|e| {
+                            format!("{} of {} polls failed, e.g. {e}", errors.len(), vip.polls)
+                        }),
+                    )
+                };
+                out.send(&Out::Health {
+                    t,
+                    health: health.into(),
+                    synced: !found.is_empty(),
+                    error,
+                })
+                .await;
+                first = false;
+                let Some(every) = vip.interval else { return };
+                tokio::select! {
+                    _ = stop.cancelled() => return,
+                    _ = tokio::time::sleep(every) => {}
+                }
+            }
+        }
+    };
+    let poller = tokio::spawn(poller);
+    serve_commands(out, &roster).await;
+    usage(out).await;
+    stop.cancel();
+    let _ = poller.await;
+    Ok(())
+}
+
+/// Host and port of an address, as an HTTP authority (`[v6]` bracketed).
+pub(crate) fn http_target(addr: &str, default_port: u16) -> Option<(String, u16)> {
+    let m: Multiaddr = discovery_core::parse_addr(addr).ok()?;
+    let mut host = None;
+    let mut port = None;
+    for p in m.iter() {
+        match p {
+            Protocol::Ip4(ip) if host.is_none() => host = Some(ip.to_string()),
+            Protocol::Ip6(ip) if host.is_none() => host = Some(format!("[{ip}]")),
+            Protocol::Dns(h) | Protocol::Dns4(h) | Protocol::Dns6(h) if host.is_none() => {
+                host = Some(h.to_string())
+            }
+            Protocol::Tcp(p) if port.is_none() => port = Some(p),
+            _ => {}
+        }
+    }
+    Some((host?, port.unwrap_or(default_port)))
+}
+
+async fn check_addresses(peers: &[WirePeer], health_port: u16) -> Vec<AddrCheck> {
+    let client = match reqwest::Client::builder()
+        .timeout(Duration::from_secs(2))
+        .pool_max_idle_per_host(0)
+        .build()
+    {
+        Ok(c) => c,
+        Err(e) => {
+            return peers
+                .iter()
+                .flat_map(|p| p.addrs.iter().map(move |a| (p, a)))
+                .map(|(p, a)| AddrCheck {
+                    peer: p.id.clone(),
+                    addr: a.clone(),
+                    answered: None,
+                    error: Some(format!("no HTTP client: {e}")),
+                })
+                .collect()
+        }
+    };
+    let mut seen = HashSet::new();
+    let jobs: Vec<(String, String)> = peers
+        .iter()
+        .flat_map(|p| p.addrs.iter().map(move |a| (p.id.clone(), a.clone())))
+        .filter(|j| seen.insert(j.clone()))
+        .collect();
+    futures::stream::iter(jobs)
+        .map(|(peer, addr)| {
+            let client = client.clone();
+            async move {
+                let Some((host, port)) = http_target(&addr, health_port) else {
+                    return AddrCheck {
+                        peer,
+                        addr,
+                        answered: None,
+                        error: Some("not an IP or DNS address".into()),
+                    };
+                };
+                let url = format!("http://{host}:{port}/health");
+                let r = async {
+                    let r = client.get(&url).send().await?.error_for_status()?;
+                    r.json::<HealthAnswer>().await
+                }
+                .await;
+                match r {
+                    Ok(h) => AddrCheck {
+                        peer,
+                        addr,
+                        answered: Some(h.id),
+                        error: None,
+                    },
+                    Err(e) => AddrCheck {
+                        peer,
+                        addr,
+                        answered: None,
+                        error: Some(e.to_string()),
+                    },
+                }
+            }
+        })
+        .buffer_unordered(CHECK_CONCURRENCY)
+        .collect()
+        .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn http_targets() {
+        assert_eq!(
+            http_target("/ip4/10.0.0.1/tcp/9000", 8081),
+            Some(("10.0.0.1".into(), 9000))
+        );
+        assert_eq!(
+            http_target("/ip4/10.0.0.1", 8081),
+            Some(("10.0.0.1".into(), 8081))
+        );
+        assert_eq!(
+            http_target("/dns/svc.1.abc/tcp/8081", 1),
+            Some(("svc.1.abc".into(), 8081))
+        );
+        assert_eq!(http_target("/ip6/::1/tcp/5", 1), Some(("[::1]".into(), 5)));
+        assert_eq!(http_target("garbage!", 1), None);
+    }
+}

@@ -1,0 +1,421 @@
+//! The result: JSON, the terminal table, the SVG plot.
+
+use std::path::Path;
+
+use plotters::prelude::*;
+use serde::Serialize;
+
+use super::analyze::{HealthInfo, Metrics};
+use super::BoxError;
+
+/// The machine the run was measured on.
+#[derive(Clone, Debug, Serialize)]
+pub(crate) struct HostInfo {
+    pub cpus: usize,
+    pub memory_kib: Option<u64>,
+    pub kernel: Option<String>,
+}
+
+impl HostInfo {
+    pub(crate) fn here() -> Self {
+        let memory_kib = std::fs::read_to_string("/proc/meminfo").ok().and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("MemTotal:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse().ok())
+        });
+        HostInfo {
+            cpus: std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1),
+            memory_kib,
+            kernel: std::fs::read_to_string("/proc/sys/kernel/osrelease")
+                .ok()
+                .map(|s| s.trim().to_owned()),
+        }
+    }
+}
+
+/// A churn event as it happened.
+#[derive(Clone, Debug, Serialize)]
+pub(crate) struct ChurnDone {
+    /// When it was done, ms after the run's reference time (the last discoverer's cold start).
+    pub at_ms: i64,
+    pub action: String,
+    pub count: usize,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub agents: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub backend: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// What a backend that could not run still reports.
+#[derive(Clone, Debug, Serialize)]
+pub(crate) struct Failed {
+    /// What it found anyway.
+    pub final_found: usize,
+    pub expected: usize,
+    pub timeline: Vec<[i64; 2]>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub phantom_entries: Vec<String>,
+    pub health: HealthInfo,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
+}
+
+/// A row's numbers, or why there are none.
+#[derive(Clone, Debug, Serialize)]
+#[serde(untagged)]
+pub(crate) enum Body {
+    Measured(Box<Metrics>),
+    Failed(Failed),
+}
+
+/// One backend's result.
+#[derive(Clone, Debug, Serialize)]
+pub(crate) struct Row {
+    pub name: String,
+    /// The source type, or `http-vip`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub baseline: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+    /// Why it could not run (then there are no numbers, only what it found).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    #[serde(flatten)]
+    pub body: Body,
+    /// CPU time of the discoverer process(es), user + system.
+    pub cpu_ms: Option<u64>,
+    /// Peak resident memory of the discoverer process (the largest, across restarts).
+    pub peak_rss_kib: Option<u64>,
+}
+
+impl Row {
+    fn metrics(&self) -> Option<&Metrics> {
+        match &self.body {
+            Body::Measured(m) => Some(m),
+            Body::Failed(_) => None,
+        }
+    }
+
+    fn timeline(&self) -> (&[[i64; 2]], i64) {
+        match &self.body {
+            Body::Measured(m) => (&m.timeline, m.t0_offset_ms),
+            Body::Failed(f) => (&f.timeline, 0),
+        }
+    }
+}
+
+/// The whole result (`--json`).
+#[derive(Clone, Debug, Serialize)]
+pub(crate) struct Output {
+    pub scenario: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    pub environment: String,
+    /// How the environment was built.
+    pub setup: String,
+    /// Agents running at the discoverers' cold start.
+    pub agents: usize,
+    /// Where they ran (swarm): node -> agents at cold start.
+    #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub agents_per_node: std::collections::BTreeMap<String, usize>,
+    pub duration_ms: u64,
+    pub started_at: String,
+    pub command: String,
+    pub host: HostInfo,
+    pub churn: Vec<ChurnDone>,
+    /// `[ms after the reference time, live agents]` (ground truth), at every change.
+    pub truth_timeline: Vec<[i64; 2]>,
+    pub backends: Vec<Row>,
+}
+
+fn dur(ms: Option<i64>) -> String {
+    match ms {
+        None => "-".into(),
+        Some(v) if v < 1000 => format!("{v} ms"),
+        Some(v) if v < 100_000 => format!("{:.2} s", v as f64 / 1000.0),
+        Some(v) => format!("{:.0} s", v as f64 / 1000.0),
+    }
+}
+
+fn share(v: Option<f64>) -> String {
+    v.map_or("-".into(), |v| format!("{v:.2}"))
+}
+
+/// Column headers of the table (terminal and RESULTS.md).
+const HEADER: [&str; 15] = [
+    "backend",
+    "found",
+    "compl.",
+    "t50",
+    "t90",
+    "t100",
+    "dup",
+    "phantom",
+    "leave (graceful)",
+    "leave (crash)",
+    "join",
+    "restart",
+    "addr valid",
+    "cpu",
+    "peak mem",
+];
+
+fn cells(r: &Row) -> Vec<String> {
+    let name = if r.baseline {
+        format!("{} (baseline)", r.name)
+    } else {
+        r.name.clone()
+    };
+    let Some(m) = r.metrics() else {
+        let found = match &r.body {
+            Body::Failed(f) => format!("{}/{}", f.final_found, f.expected),
+            Body::Measured(_) => "-".into(),
+        };
+        let mut v = vec![name, found];
+        v.push(format!(
+            "ERROR: {}",
+            r.error.as_deref().unwrap_or("could not run")
+        ));
+        return v;
+    };
+    let leave = |v: Option<i64>, any: bool| if any { dur(v) } else { "n/a".into() };
+    let has = |k: super::analyze::EndKind| m.departures.iter().any(|d| d.kind == k);
+    let restart = if m.restart_full_ms.is_empty() {
+        "n/a".into()
+    } else {
+        m.restart_full_ms
+            .iter()
+            .map(|v| dur(*v))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    vec![
+        name,
+        format!("{}/{}", m.final_found, m.expected),
+        share(m.completeness),
+        dur(m.t50_ms),
+        dur(m.t90_ms),
+        dur(m.time_to_full_ms),
+        m.duplicates.to_string(),
+        m.phantoms.to_string(),
+        leave(
+            m.graceful_departure_ms,
+            has(super::analyze::EndKind::Graceful),
+        ),
+        leave(m.crash_departure_ms, has(super::analyze::EndKind::Crash)),
+        if m.arrivals.is_empty() {
+            "n/a".into()
+        } else {
+            dur(m.arrival_detect_ms)
+        },
+        restart,
+        m.address_validity
+            .as_ref()
+            .map_or("-".into(), |v| format!("{}/{}", v.valid, v.checked)),
+        r.cpu_ms.map_or("-".into(), |c| format!("{c} ms")),
+        r.peak_rss_kib
+            .map_or("-".into(), |k| format!("{:.1} MiB", k as f64 / 1024.0)),
+    ]
+}
+
+/// The table for a terminal.
+pub(crate) fn table(out: &Output) -> String {
+    let rows: Vec<Vec<String>> = out.backends.iter().map(cells).collect();
+    let mut widths: Vec<usize> = HEADER.iter().map(|h| h.len()).collect();
+    for r in &rows {
+        if r.len() == HEADER.len() {
+            for (w, c) in widths.iter_mut().zip(r) {
+                *w = (*w).max(c.chars().count());
+            }
+        }
+    }
+    let line = |cells: &[String]| -> String {
+        let mut s = String::new();
+        for (i, c) in cells.iter().enumerate() {
+            let w = widths.get(i).copied().unwrap_or(0);
+            if i + 1 == cells.len() {
+                s.push_str(c);
+            } else if i == 0 {
+                s.push_str(&format!("{c:<w$}  "));
+            } else {
+                s.push_str(&format!("{c:>w$}  "));
+            }
+        }
+        s.trim_end().to_owned()
+    };
+    let mut s = String::new();
+    s.push_str(&line(&HEADER.map(String::from)));
+    s.push('\n');
+    for r in &rows {
+        s.push_str(&line(r));
+        s.push('\n');
+    }
+    s
+}
+
+/// The SVG plot: live agents listed over time, one line per backend, the
+/// ground truth dashed, churn events marked.
+pub(crate) fn plot(out: &Output, path: &Path) -> Result<(), BoxError> {
+    let end_s = out.duration_ms as f64 / 1000.0;
+    let start_s = out
+        .backends
+        .iter()
+        .map(|r| r.timeline().1 as f64 / 1000.0)
+        .fold(0.0f64, f64::min);
+    let ymax = out
+        .truth_timeline
+        .iter()
+        .map(|p| p[1])
+        .chain(
+            out.backends
+                .iter()
+                .flat_map(|r| r.timeline().0.iter().map(|p| p[1])),
+        )
+        .max()
+        .unwrap_or(1)
+        .max(1);
+    let ytop = (ymax as f64 * 1.12).ceil() as i64 + 1;
+    let root = SVGBackend::new(path, (1100, 620)).into_drawing_area();
+    root.fill(&WHITE)?;
+    let caption = format!(
+        "{}: live agents listed over time ({})",
+        out.scenario, out.environment
+    );
+    let mut chart = ChartBuilder::on(&root)
+        .caption(caption, ("sans-serif", 22))
+        .margin(12)
+        .x_label_area_size(40)
+        .y_label_area_size(55)
+        .build_cartesian_2d(start_s..end_s, 0i64..ytop)?;
+    chart
+        .configure_mesh()
+        .x_desc("seconds after the discoverers' cold start")
+        .y_desc("live agents listed")
+        .light_line_style(RGBColor(235, 235, 235))
+        .draw()?;
+    let colors = [
+        RGBColor(31, 119, 180),
+        RGBColor(214, 39, 40),
+        RGBColor(44, 160, 44),
+        RGBColor(255, 127, 14),
+        RGBColor(148, 103, 189),
+        RGBColor(140, 86, 75),
+        RGBColor(227, 119, 194),
+        RGBColor(23, 190, 207),
+    ];
+    // Lines that coincide stay visible: the first backend is drawn widest, each
+    // next one narrower on top of it.
+    let n = out.backends.len() as u32;
+    for (i, r) in out.backends.iter().enumerate() {
+        let color = colors[i % colors.len()];
+        let width = 2 + 3 * (n - 1 - i as u32);
+        let (tl, offset) = r.timeline();
+        let pts = step(tl, offset, end_s);
+        let label = if r.baseline {
+            format!("{} (baseline)", r.name)
+        } else if r.error.is_some() {
+            format!("{} (could not run)", r.name)
+        } else {
+            r.name.clone()
+        };
+        chart
+            .draw_series(LineSeries::new(
+                pts,
+                ShapeStyle::from(&color).stroke_width(width),
+            ))?
+            .label(label)
+            .legend(move |(x, y)| {
+                PathElement::new(
+                    vec![(x, y), (x + 20, y)],
+                    ShapeStyle::from(&color).stroke_width(width.min(6)),
+                )
+            });
+    }
+    // Ground truth on top, dashed.
+    let mut truth: Vec<(f64, i64)> = step(&out.truth_timeline, 0, end_s);
+    if truth.is_empty() {
+        truth.push((start_s, out.agents as i64));
+    }
+    chart
+        .draw_series(DashedLineSeries::new(
+            truth,
+            6,
+            4,
+            ShapeStyle::from(&BLACK).stroke_width(1),
+        ))?
+        .label("live agents (ground truth)")
+        .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], BLACK));
+    for c in &out.churn {
+        let x = c.at_ms as f64 / 1000.0;
+        let grey = RGBColor(120, 120, 120);
+        chart.draw_series(std::iter::once(PathElement::new(
+            vec![(x, 0), (x, ytop)],
+            grey,
+        )))?;
+        let text = match c.action.as_str() {
+            "restart" => format!("restart {}", c.backend.as_deref().unwrap_or("discoverers")),
+            a => format!("{a} {}", c.count),
+        };
+        chart.draw_series(std::iter::once(Text::new(
+            text,
+            (x, ytop - ((ytop as f64) * 0.03).ceil() as i64),
+            ("sans-serif", 13).into_font().color(&grey),
+        )))?;
+    }
+    chart
+        .configure_series_labels()
+        .position(SeriesLabelPosition::LowerRight)
+        .background_style(WHITE.mix(0.85))
+        .border_style(RGBColor(200, 200, 200))
+        .draw()?;
+    root.present()?;
+    Ok(())
+}
+
+/// A step line from change points `[ms, value]` shifted by `offset_ms`, to `end_s`.
+fn step(points: &[[i64; 2]], offset_ms: i64, end_s: f64) -> Vec<(f64, i64)> {
+    let mut out = Vec::new();
+    let mut prev: Option<i64> = None;
+    for p in points {
+        let x = (p[0] + offset_ms) as f64 / 1000.0;
+        if x > end_s {
+            break;
+        }
+        if let Some(v) = prev {
+            out.push((x, v));
+        }
+        out.push((x, p[1]));
+        prev = Some(p[1]);
+    }
+    if let Some(v) = prev {
+        out.push((end_s, v));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn step_lines_hold_their_value_until_the_next_change() {
+        let s = step(&[[0, 0], [100, 5], [2000, 3]], 0, 3.0);
+        assert_eq!(
+            s,
+            vec![(0.0, 0), (0.1, 0), (0.1, 5), (2.0, 5), (2.0, 3), (3.0, 3)]
+        );
+    }
+
+    #[test]
+    fn durations_read_well() {
+        assert_eq!(dur(Some(45)), "45 ms");
+        assert_eq!(dur(Some(1500)), "1.50 s");
+        assert_eq!(dur(None), "-");
+    }
+}
