@@ -32,6 +32,8 @@ skipping ROLLCALL_SKIP_NATS || command -v nats-server >/dev/null || pkgs+=(nats-
 if ! skipping ROLLCALL_SKIP_DOCKER; then
   command -v dockerd >/dev/null || pkgs+=(docker.io)
   command -v haproxy >/dev/null || pkgs+=(haproxy)
+  command -v openssl >/dev/null || pkgs+=(openssl)
+  command -v nsenter >/dev/null || pkgs+=(util-linux)
 fi
 if ! skipping ROLLCALL_SKIP_NETNS || ! skipping ROLLCALL_SKIP_DOCKER; then
   command -v ip >/dev/null || pkgs+=(iproute2)
@@ -50,10 +52,16 @@ fi
 # 2. Docker: daemon, one-node swarm, the agent image.
 if ! skipping ROLLCALL_SKIP_DOCKER; then
   say "docker rig"
-  bash scripts/docker-rig.sh
+  bash scripts/docker-rig.sh up
   bash scripts/docker-rig.sh image
 fi
 
 # 3. Every crate's tests, every backend compiled in.
 say "cargo test"
 cargo test --workspace --all-features --locked
+
+# 4. The two-node Docker Swarm (a second and third dockerd in network namespaces).
+if ! skipping ROLLCALL_SKIP_DOCKER && ! skipping ROLLCALL_SKIP_NETNS; then
+  say "two-node swarm"
+  cargo test --locked -p backend-swarm --test swarm_two_nodes
+fi

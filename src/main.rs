@@ -24,9 +24,9 @@ struct Cli {
 enum Command {
     /// Discover, print the roster, exit.
     Peers {
-        /// Configuration file (TOML).
+        /// Configuration file (TOML); without it, only `ROLLCALL__...` variables configure rollcall.
         #[arg(short, long)]
-        config: PathBuf,
+        config: Option<PathBuf>,
         /// Longest wait for every source's first sync ("2s", "500ms").
         #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
         wait: Duration,
@@ -36,18 +36,18 @@ enum Command {
     },
     /// The daemon: run the sources and serve the HTTP API until SIGINT/SIGTERM.
     Run {
-        /// Configuration file (TOML).
+        /// Configuration file (TOML); without it, only `ROLLCALL__...` variables configure rollcall.
         #[arg(short, long)]
-        config: PathBuf,
+        config: Option<PathBuf>,
         /// Listen address of the HTTP API (overrides `[api] listen`).
         #[arg(long)]
         listen: Option<std::net::SocketAddr>,
     },
     /// Announce [local] through the configured sources until SIGINT/SIGTERM, then say goodbye.
     Agent {
-        /// Configuration file (TOML).
+        /// Configuration file (TOML); without it, only `ROLLCALL__...` variables configure rollcall.
         #[arg(short, long)]
-        config: PathBuf,
+        config: Option<PathBuf>,
     },
     /// Measure discovery completeness per backend on real infrastructure.
     Compare {
@@ -94,9 +94,9 @@ fn main() -> ExitCode {
     };
     let result = runtime.block_on(async move {
         match cli.command {
-            Command::Peers { config, wait, json } => peers(&config, wait, json).await,
-            Command::Agent { config } => agent(&config).await,
-            Command::Run { config, listen } => run(&config, listen).await,
+            Command::Peers { config, wait, json } => peers(config.as_deref(), wait, json).await,
+            Command::Agent { config } => agent(config.as_deref()).await,
+            Command::Run { config, listen } => run(config.as_deref(), listen).await,
             Command::CheckConfig { files } => check_config(&files),
             Command::Compare {
                 scenario,
@@ -130,8 +130,15 @@ struct PeersOutput<'a> {
     sources: &'a [SourceStatus],
 }
 
-async fn peers(path: &std::path::Path, wait: Duration, json: bool) -> CliResult {
-    let cfg = Config::load(path)?;
+fn load(path: Option<&std::path::Path>) -> Result<Config, rollcall::config::ConfigError> {
+    match path {
+        Some(p) => Config::load(p),
+        None => Config::from_toml_str("(environment)", "", None),
+    }
+}
+
+async fn peers(path: Option<&std::path::Path>, wait: Duration, json: bool) -> CliResult {
+    let cfg = load(path)?;
     let registry = rollcall::discover(&cfg)?;
     let all_done = registry.wait_first_sync(wait).await;
     let roster = registry.snapshot();
@@ -224,8 +231,8 @@ fn print_table(roster: &Roster) {
     );
 }
 
-async fn agent(path: &std::path::Path) -> CliResult {
-    let cfg = Config::load(path)?;
+async fn agent(path: Option<&std::path::Path>) -> CliResult {
+    let cfg = load(path)?;
     let (registry, local) = rollcall::announce(&cfg)?;
     let stop = registry.shutdown_token();
     let health = match cfg.local.as_ref().and_then(|l| l.health_listen) {
@@ -247,8 +254,8 @@ async fn agent(path: &std::path::Path) -> CliResult {
     Ok(ExitCode::SUCCESS)
 }
 
-async fn run(path: &std::path::Path, listen: Option<std::net::SocketAddr>) -> CliResult {
-    let cfg = Config::load(path)?;
+async fn run(path: Option<&std::path::Path>, listen: Option<std::net::SocketAddr>) -> CliResult {
+    let cfg = load(path)?;
     // The recorder must be installed before the registry emits anything.
     let handle = metrics_exporter_prometheus::PrometheusBuilder::new().install_recorder()?;
     let render: std::sync::Arc<dyn Fn() -> String + Send + Sync> =
