@@ -484,6 +484,7 @@ pub(crate) fn analyze(
 
     // Departures: from the moment it went until no entry stands for it.
     let index_before = |t: i64| points.iter().rposition(|p| p.t < t);
+    let (mut never_listed, mut until_restart) = (0usize, 0usize);
     for (i, a) in truth.agents.iter().enumerate() {
         let Some((end, kind)) = a.end else { continue };
         if end <= t0 || end > t_end {
@@ -491,21 +492,24 @@ pub(crate) fn analyze(
         }
         let listed_before = index_before(end).is_some_and(|k| listed_after[k].contains(&i));
         if !listed_before {
-            m.notes.push(format!(
-                "{} went ({}) before this backend listed it: no departure time",
-                a.id,
-                match kind {
-                    EndKind::Crash => "crash",
-                    EndKind::Graceful => "graceful",
-                }
-            ));
+            never_listed += 1;
             continue;
         }
-        let detect = points
+        let mut detect = points
             .iter()
             .zip(&listed_after)
             .find(|(p, l)| p.t >= end && !l.contains(&i))
-            .map(|(p, _)| ms(p.t - end));
+            .map(|(p, _)| p.t);
+        // A roster emptied by a discoverer restart noticed nothing.
+        let restart_between = |d: i64| {
+            rec.resets.iter().any(|&r| r >= end && r <= d)
+                || starts.iter().skip(1).any(|&s| s >= end && s <= d)
+        };
+        if detect.is_some_and(restart_between) {
+            until_restart += 1;
+            detect = None;
+        }
+        let detect = detect.map(|d| ms(d - end));
         m.departures.push(Departure {
             agent: a.id.clone(),
             kind,
@@ -523,14 +527,25 @@ pub(crate) fn analyze(
     m.graceful_departure_ms = worst(Some(EndKind::Graceful));
     m.crash_departure_ms = worst(Some(EndKind::Crash));
     m.departure_detect_ms = worst(None);
-    let undetected = m
+    if never_listed > 0 {
+        m.notes.push(format!(
+            "{never_listed} agent(s) went before this backend listed them: no departure time for them"
+        ));
+    }
+    if until_restart > 0 {
+        m.notes.push(format!(
+            "{until_restart} departure(s) were still listed when the discoverer restarted: not noticed, no departure time"
+        ));
+    }
+    let still = m
         .departures
         .iter()
         .filter(|d| d.detect_ms.is_none())
-        .count();
-    if undetected > 0 {
+        .count()
+        - until_restart;
+    if still > 0 {
         m.notes.push(format!(
-            "{undetected} departure(s) still listed at the end of the run (not in the departure times)"
+            "{still} departure(s) still listed at the end of the run: not noticed"
         ));
     }
 
@@ -772,12 +787,41 @@ mod tests {
         assert_eq!(m.departure_detect_ms, Some(3000));
         assert_eq!(m.arrival_detect_ms, Some(50));
         assert_eq!(m.restart_full_ms, vec![Some(30)]);
-        assert_eq!(m.max_phantoms, 1);
+        // Between 3 s and 3.02 s both gone agents were still listed.
+        assert_eq!(m.max_phantoms, 2);
         assert_eq!(m.phantoms, 0);
         assert_eq!(m.completeness, Some(1.0));
         assert_eq!(m.expected, 3);
         // Found dropped to 0 at the restart, and came back.
         assert!(m.timeline.iter().any(|p| p[1] == 0 && p[0] > 5000));
+    }
+
+    #[test]
+    fn a_restart_is_not_a_departure_noticed() {
+        let t0 = 100 * S;
+        let mut truth = Truth {
+            agents: (1..=2).map(|i| agent(i, 0)).collect(),
+        };
+        truth.agents[0].end = Some((t0 + S, EndKind::Crash));
+        let mut r = rec(vec![
+            Out::Started { t: t0 },
+            Out::Snapshot {
+                t: t0,
+                peers: vec![by_id(1), by_id(2)],
+            },
+            Out::Started { t: t0 + 2 * S },
+            Out::Snapshot {
+                t: t0 + 2 * S + MS,
+                peers: vec![by_id(2)],
+            },
+        ]);
+        r.resets.push(t0 + 2 * S - MS);
+        let m = analyze(&truth, &r, t0, t0 + 3 * S, Some(t0 + S));
+        assert_eq!(m.departures.len(), 1);
+        assert_eq!(m.departures[0].detect_ms, None);
+        assert_eq!(m.crash_departure_ms, None);
+        assert_eq!(m.restart_full_ms, vec![Some(1)]);
+        assert_eq!(m.phantoms, 0);
     }
 
     #[test]

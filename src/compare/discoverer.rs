@@ -84,8 +84,10 @@ async fn usage(out: &Emitter) {
     .await;
 }
 
-/// Reads commands from stdin; returns at `stop` or end of input.
-async fn serve_commands(out: &Emitter, roster: &Roster) {
+/// Reads commands from stdin; returns at `stop` or end of input, saying
+/// whether usage was reported (at a `check`, before the checking itself).
+async fn serve_commands(out: &Emitter, roster: &Roster) -> bool {
+    let mut reported = false;
     let (tx, mut lines) = mpsc::channel::<String>(16);
     // stdin is read by a thread (it blocks); the thread ends with the process.
     std::thread::spawn(move || {
@@ -102,14 +104,15 @@ async fn serve_commands(out: &Emitter, roster: &Roster) {
             Some(line) => match serde_json::from_str::<Cmd>(&line) {
                 Ok(Cmd::Check { health_port }) => {
                     usage(out).await;
+                    reported = true;
                     let peers: Vec<WirePeer> = roster.lock().await.values().cloned().collect();
                     let results = check_addresses(&peers, health_port).await;
                     out.send(&Out::Check { results }).await;
                 }
-                Ok(Cmd::Stop) => return,
+                Ok(Cmd::Stop) => return reported,
                 Err(e) => tracing::warn!(error = %e, "unknown command from the harness"),
             },
-            None => return,
+            None => return reported,
         }
     }
 }
@@ -200,8 +203,10 @@ async fn run_registry(
         }
     };
     let watcher = tokio::spawn(watcher);
-    serve_commands(out, &roster).await;
-    usage(out).await;
+    // Usage is what the discovery cost: taken before the address check, if any.
+    if !serve_commands(out, &roster).await {
+        usage(out).await;
+    }
     stop.cancel();
     let _ = watcher.await;
     // Do not let a slow goodbye hold the harness: the measurement is over.
@@ -313,8 +318,10 @@ async fn run_http_vip(
         }
     };
     let poller = tokio::spawn(poller);
-    serve_commands(out, &roster).await;
-    usage(out).await;
+    // Usage is what the discovery cost: taken before the address check, if any.
+    if !serve_commands(out, &roster).await {
+        usage(out).await;
+    }
     stop.cancel();
     let _ = poller.await;
     Ok(())

@@ -561,17 +561,12 @@ async fn measure(sc: &Scenario, env: &mut Env, dir: &Path, ui: &Ui) -> Result<Ou
                     write_peers_file(dir, &truth)?;
                 }
                 ChurnAction::Restart => {
-                    for d in discs.iter_mut() {
-                        if d.unusable.is_some()
-                            || c.backend.as_ref().is_some_and(|b| *b != d.spec.name)
-                        {
-                            continue;
-                        }
-                        d.stop(env).await;
-                        d.shared().rec.resets.push(now_us());
-                        d.generation += 1;
-                        d.spawn(env, dir).await?;
-                    }
+                    let targets: Vec<&mut Disc> = discs
+                        .iter_mut()
+                        .filter(|d| d.unusable.is_none())
+                        .filter(|d| c.backend.as_ref().is_none_or(|b| *b == d.spec.name))
+                        .collect();
+                    restart(targets, env, dir).await?;
                 }
             }
             Ok(())
@@ -658,16 +653,23 @@ async fn measure(sc: &Scenario, env: &mut Env, dir: &Path, ui: &Ui) -> Result<Ou
             Some(format!("the discoverer did not start: {}", d.log_tail(dir)))
         } else if !metrics.health.ever_synced {
             Some(format!(
-                "the source never completed a sync: {}",
+                "the source never completed a sync during the run: {}",
                 metrics
                     .health
                     .last_error
                     .clone()
-                    .unwrap_or_else(|| "no error reported".into())
+                    .unwrap_or_else(|| "it reported no error".into())
             ))
         } else {
             None
         };
+        let mut metrics = metrics;
+        if error.is_none() && metrics.final_found == 0 && metrics.timeline.iter().all(|p| p[1] == 0)
+        {
+            metrics.notes.push(
+                "the source synced but never listed an agent of this run: it cannot see them from here".into(),
+            );
+        }
         let body = if error.is_some() {
             Body::Failed(Failed {
                 final_found: metrics.final_found,
@@ -732,6 +734,48 @@ async fn measure(sc: &Scenario, env: &mut Env, dir: &Path, ui: &Ui) -> Result<Ou
         truth_timeline,
         backends: rows,
     })
+}
+
+/// Restarts discoverers from cold, all at once: each is asked to stop, its
+/// roster counts as gone when it exited, and a new process starts.
+async fn restart(mut targets: Vec<&mut Disc>, env: &mut Env, dir: &Path) -> Result<(), BoxError> {
+    for d in targets.iter_mut() {
+        d.send(&Cmd::Stop);
+        d.stdin = None;
+    }
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    let mut pending: Vec<usize> = (0..targets.len()).collect();
+    while !pending.is_empty() {
+        let late = tokio::time::Instant::now() >= deadline;
+        pending.retain(|&i| {
+            let d = &mut targets[i];
+            let exited = d.child.as_mut().is_none_or(|c| c.exited());
+            if exited || late {
+                if let Some(c) = d.child.as_mut() {
+                    c.kill();
+                }
+                d.shared().rec.resets.push(now_us());
+                false
+            } else {
+                true
+            }
+        });
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    for d in targets.iter_mut() {
+        if let Some(mut c) = d.child.take() {
+            c.kill_and_wait().await;
+        }
+        if let Some(r) = d.reader.take() {
+            let _ = tokio::task::spawn_blocking(move || r.join()).await;
+        }
+        env.discoverer_gone(&d.spec.name, d.generation).await;
+    }
+    for d in targets.iter_mut() {
+        d.generation += 1;
+        d.spawn(env, dir).await?;
+    }
+    Ok(())
 }
 
 fn shorten(ids: &[String]) -> String {

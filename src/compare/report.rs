@@ -12,6 +12,8 @@ use super::BoxError;
 #[derive(Clone, Debug, Serialize)]
 pub(crate) struct HostInfo {
     pub cpus: usize,
+    /// `/proc/loadavg` (1, 5, 15 min) when the run ended: the machine is shared.
+    pub load_avg: Option<String>,
     pub memory_kib: Option<u64>,
     pub kernel: Option<String>,
 }
@@ -25,6 +27,9 @@ impl HostInfo {
                 .and_then(|v| v.parse().ok())
         });
         HostInfo {
+            load_avg: std::fs::read_to_string("/proc/loadavg")
+                .ok()
+                .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" ")),
             cpus: std::thread::available_parallelism()
                 .map(|n| n.get())
                 .unwrap_or(1),
@@ -218,7 +223,14 @@ fn cells(r: &Row) -> Vec<String> {
         m.address_validity
             .as_ref()
             .map_or("-".into(), |v| format!("{}/{}", v.valid, v.checked)),
-        r.cpu_ms.map_or("-".into(), |c| format!("{c} ms")),
+        // USER_HZ ticks: 10 ms resolution.
+        r.cpu_ms.map_or("-".into(), |c| {
+            if c == 0 {
+                "<10 ms".into()
+            } else {
+                format!("{c} ms")
+            }
+        }),
         r.peak_rss_kib
             .map_or("-".into(), |k| format!("{:.1} MiB", k as f64 / 1024.0)),
     ]
@@ -229,10 +241,10 @@ pub(crate) fn table(out: &Output) -> String {
     let rows: Vec<Vec<String>> = out.backends.iter().map(cells).collect();
     let mut widths: Vec<usize> = HEADER.iter().map(|h| h.len()).collect();
     for r in &rows {
-        if r.len() == HEADER.len() {
-            for (w, c) in widths.iter_mut().zip(r) {
-                *w = (*w).max(c.chars().count());
-            }
+        // An error row's message spans the columns after "found".
+        let n = if r.len() == HEADER.len() { r.len() } else { 2 };
+        for (w, c) in widths.iter_mut().zip(r).take(n) {
+            *w = (*w).max(c.chars().count());
         }
     }
     let line = |cells: &[String]| -> String {
@@ -281,7 +293,7 @@ pub(crate) fn plot(out: &Output, path: &Path) -> Result<(), BoxError> {
         .unwrap_or(1)
         .max(1);
     let ytop = (ymax as f64 * 1.12).ceil() as i64 + 1;
-    let root = SVGBackend::new(path, (1100, 620)).into_drawing_area();
+    let root = SVGBackend::new(path, (1240, 620)).into_drawing_area();
     root.fill(&WHITE)?;
     let caption = format!(
         "{}: live agents listed over time ({})",
@@ -290,6 +302,7 @@ pub(crate) fn plot(out: &Output, path: &Path) -> Result<(), BoxError> {
     let mut chart = ChartBuilder::on(&root)
         .caption(caption, ("sans-serif", 22))
         .margin(12)
+        .margin_right(250)
         .x_label_area_size(40)
         .y_label_area_size(55)
         .build_cartesian_2d(start_s..end_s, 0i64..ytop)?;
@@ -312,9 +325,10 @@ pub(crate) fn plot(out: &Output, path: &Path) -> Result<(), BoxError> {
     // Lines that coincide stay visible: the first backend is drawn widest, each
     // next one narrower on top of it.
     let n = out.backends.len() as u32;
+    let mut legend: Vec<(String, ShapeStyle)> = Vec::new();
     for (i, r) in out.backends.iter().enumerate() {
         let color = colors[i % colors.len()];
-        let width = 2 + 3 * (n - 1 - i as u32);
+        let width = 2 + 2 * (n - 1 - i as u32);
         let (tl, offset) = r.timeline();
         let pts = step(tl, offset, end_s);
         let label = if r.baseline {
@@ -324,33 +338,27 @@ pub(crate) fn plot(out: &Output, path: &Path) -> Result<(), BoxError> {
         } else {
             r.name.clone()
         };
-        chart
-            .draw_series(LineSeries::new(
-                pts,
-                ShapeStyle::from(&color).stroke_width(width),
-            ))?
-            .label(label)
-            .legend(move |(x, y)| {
-                PathElement::new(
-                    vec![(x, y), (x + 20, y)],
-                    ShapeStyle::from(&color).stroke_width(width.min(6)),
-                )
-            });
+        chart.draw_series(LineSeries::new(
+            pts,
+            ShapeStyle::from(&color).stroke_width(width),
+        ))?;
+        legend.push((label, ShapeStyle::from(&color).stroke_width(width.min(6))));
     }
     // Ground truth on top, dashed.
     let mut truth: Vec<(f64, i64)> = step(&out.truth_timeline, 0, end_s);
     if truth.is_empty() {
         truth.push((start_s, out.agents as i64));
     }
-    chart
-        .draw_series(DashedLineSeries::new(
-            truth,
-            6,
-            4,
-            ShapeStyle::from(&BLACK).stroke_width(1),
-        ))?
-        .label("live agents (ground truth)")
-        .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], BLACK));
+    chart.draw_series(DashedLineSeries::new(
+        truth,
+        6,
+        4,
+        ShapeStyle::from(&BLACK).stroke_width(1),
+    ))?;
+    legend.push((
+        "live agents (ground truth)".into(),
+        ShapeStyle::from(&BLACK).stroke_width(1),
+    ));
     for c in &out.churn {
         let x = c.at_ms as f64 / 1000.0;
         let grey = RGBColor(120, 120, 120);
@@ -368,12 +376,17 @@ pub(crate) fn plot(out: &Output, path: &Path) -> Result<(), BoxError> {
             ("sans-serif", 13).into_font().color(&grey),
         )))?;
     }
-    chart
-        .configure_series_labels()
-        .position(SeriesLabelPosition::LowerRight)
-        .background_style(WHITE.mix(0.85))
-        .border_style(RGBColor(200, 200, 200))
-        .draw()?;
+    // The legend, right of the plotting area: it hides no line.
+    let x0 = 1240 - 240;
+    for (i, (label, style)) in legend.into_iter().enumerate() {
+        let y = 60 + 24 * i as i32;
+        root.draw(&PathElement::new(vec![(x0, y), (x0 + 28, y)], style))?;
+        root.draw(&Text::new(
+            label,
+            (x0 + 36, y - 7),
+            ("sans-serif", 14).into_font(),
+        ))?;
+    }
     root.present()?;
     Ok(())
 }
@@ -417,5 +430,92 @@ mod tests {
         assert_eq!(dur(Some(45)), "45 ms");
         assert_eq!(dur(Some(1500)), "1.50 s");
         assert_eq!(dur(None), "-");
+    }
+}
+
+#[cfg(test)]
+mod plot_tests {
+    use super::*;
+
+    fn output() -> Output {
+        let measured = Metrics {
+            final_found: 3,
+            expected: 3,
+            completeness: Some(1.0),
+            timeline: vec![[0, 0], [20, 3], [5000, 2], [5100, 3]],
+            ..Default::default()
+        };
+        Output {
+            scenario: "t".into(),
+            description: None,
+            environment: "local".into(),
+            setup: "test".into(),
+            agents: 3,
+            agents_per_node: Default::default(),
+            duration_ms: 10_000,
+            started_at: String::new(),
+            command: String::new(),
+            host: HostInfo::here(),
+            churn: vec![ChurnDone {
+                at_ms: 5000,
+                action: "kill".into(),
+                count: 1,
+                agents: vec!["a".into()],
+                backend: None,
+                error: None,
+            }],
+            truth_timeline: vec![[-5, 3], [5000, 2], [5090, 3]],
+            backends: vec![
+                Row {
+                    name: "nats".into(),
+                    kind: "nats".into(),
+                    baseline: false,
+                    note: None,
+                    error: None,
+                    body: Body::Measured(Box::new(measured)),
+                    cpu_ms: Some(0),
+                    peak_rss_kib: Some(1024),
+                },
+                Row {
+                    name: "broken".into(),
+                    kind: "swarm".into(),
+                    baseline: false,
+                    note: None,
+                    error: Some("no socket".into()),
+                    body: Body::Failed(Failed {
+                        final_found: 0,
+                        expected: 3,
+                        timeline: vec![],
+                        phantom_entries: vec![],
+                        health: HealthInfo::default(),
+                        notes: vec![],
+                    }),
+                    cpu_ms: None,
+                    peak_rss_kib: None,
+                },
+            ],
+        }
+    }
+
+    #[test]
+    fn plots_and_tabulates_measured_and_failed_rows() {
+        let out = output();
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("p.svg");
+        plot(&out, &p).unwrap();
+        let svg = std::fs::read_to_string(&p).unwrap();
+        assert!(
+            svg.contains("nats")
+                && svg.contains("broken (could not run)")
+                && svg.contains("kill 1")
+        );
+        let t = table(&out);
+        assert!(t.contains("<10 ms"), "{t}");
+        assert!(t.contains("ERROR: no socket"), "{t}");
+        let json = serde_json::to_value(&out).unwrap();
+        assert_eq!(json["backends"][0]["completeness"], 1.0);
+        assert_eq!(json["backends"][1]["error"], "no socket");
+        assert!(json["backends"][1].get("completeness").is_none());
+        assert_eq!(json["backends"][1]["final_found"], 0);
     }
 }

@@ -186,11 +186,16 @@ pub(crate) struct SwarmSpec {
     /// binary of this tree (`scripts/docker-rig.sh image agent`).
     #[serde(default = "default_image")]
     pub image: String,
-    /// Run before the run when fewer than `nodes` nodes are ready (argv), e.g.
+    /// The manager's Docker endpoint (`docker -H`), e.g. the two-node swarm's
+    /// `unix:///tmp/rollcall-swarm2/node1/docker.sock`; default `DOCKER_HOST`,
+    /// else the local socket.
+    #[serde(default)]
+    pub docker_host: Option<String>,
+    /// Run before the run (argv, must be idempotent), e.g.
     /// `["bash", "scripts/swarm2.sh", "up"]`.
     #[serde(default)]
     pub setup: Vec<String>,
-    /// Run after the run if `setup` ran (argv).
+    /// Run after the run (argv) if the nodes were not all ready before `setup`.
     #[serde(default)]
     pub teardown: Vec<String>,
     /// Longest wait for the replicas to run.
@@ -219,6 +224,7 @@ impl Default for SwarmSpec {
         SwarmSpec {
             nodes: default_nodes(),
             image: default_image(),
+            docker_host: None,
             setup: Vec::new(),
             teardown: Vec::new(),
             up_timeout: default_up_timeout(),

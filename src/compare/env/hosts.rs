@@ -312,9 +312,15 @@ impl Hosts {
             ]);
             let log = std::fs::File::create(self.dir.join(format!("{id}.log")))?;
             let start_us = now_us();
+            let mut cmd = Command::new(&argv[0]);
+            // The agent's configuration is its file: no stray ROLLCALL__ overrides.
+            for (k, _) in std::env::vars_os() {
+                if k.to_string_lossy().starts_with("ROLLCALL__") {
+                    cmd.env_remove(k);
+                }
+            }
             let proc = Proc::spawn(
-                Command::new(&argv[0])
-                    .args(&argv[1..])
+                cmd.args(&argv[1..])
                     .env("RUST_LOG", &self.sc.agent.log)
                     .stdin(Stdio::null())
                     .stdout(Stdio::null())

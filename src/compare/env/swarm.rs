@@ -91,6 +91,8 @@ pub(crate) struct Swarm {
     sc: Scenario,
     dir: PathBuf,
     tag: String,
+    /// The manager's Docker endpoint (`docker -H`).
+    host: String,
     net: String,
     svc: String,
     config: String,
@@ -109,30 +111,37 @@ pub(crate) struct Swarm {
     torn_down: bool,
 }
 
+/// `docker -H HOST ARGS...`.
+async fn dk(host: &str, args: &[&str]) -> Result<String, BoxError> {
+    let mut argv = vec!["docker", "-H", host];
+    argv.extend_from_slice(args);
+    run(&argv).await
+}
+
+fn dk_blocking(host: &str, args: &[&str]) -> bool {
+    std::process::Command::new("docker")
+        .args(["-H", host])
+        .args(args)
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
 impl Swarm {
     pub(crate) async fn setup(sc: &Scenario, dir: &Path, tag: &str) -> Result<Swarm, BoxError> {
         if !have("docker") {
             return Err("the swarm environment needs Docker: run scripts/docker-rig.sh (installs docker.io, starts dockerd, swarm init)".into());
         }
-        let state = run(&[
-            "docker",
-            "info",
-            "--format",
-            "{{.Swarm.LocalNodeState}} {{.Swarm.ControlAvailable}}",
-        ])
-        .await
-        .map_err(|e| format!("Docker does not answer ({e}): run scripts/docker-rig.sh"))?;
-        if state.trim() != "active true" {
-            return Err(format!(
-                "the swarm environment needs this Docker daemon to be a swarm manager (state: `{}`): run scripts/docker-rig.sh",
-                state.trim()
-            )
-            .into());
-        }
+        let host = sc
+            .swarm
+            .docker_host
+            .clone()
+            .or_else(|| std::env::var("DOCKER_HOST").ok().filter(|h| !h.is_empty()))
+            .unwrap_or_else(|| format!("unix://{DOCKER_SOCK}"));
         let mut s = Swarm {
             sc: sc.clone(),
             dir: dir.to_path_buf(),
             tag: tag.to_owned(),
+            host: host.clone(),
             net: format!("rc{tag}-net"),
             svc: format!("rc{tag}-agents"),
             config: format!("rc{tag}-agent"),
@@ -150,79 +159,95 @@ impl Swarm {
             setup_ran: false,
             torn_down: false,
         };
-        s.nodes = ready_nodes().await?;
-        if s.nodes.len() < sc.swarm.nodes {
-            if sc.swarm.setup.is_empty() {
-                return Err(format!(
-                    "this scenario needs {} ready swarm nodes, the swarm has {}: start the second node first (scripts/swarm2.sh up) or set [swarm] setup",
-                    sc.swarm.nodes,
-                    s.nodes.len()
-                )
-                .into());
-            }
+        // The setup command is idempotent (it also refreshes the images on
+        // every node); it is torn down after the run only if the nodes were
+        // not there before.
+        let before = ready_nodes(&host).await.unwrap_or_default().len();
+        if !sc.swarm.setup.is_empty() {
             let argv: Vec<&str> = sc.swarm.setup.iter().map(String::as_str).collect();
-            s.setup_ran = true;
+            s.setup_ran = before < sc.swarm.nodes;
             run(&argv).await?;
-            s.nodes = ready_nodes().await?;
-            if s.nodes.len() < sc.swarm.nodes {
-                return Err(format!(
-                    "`{}` ran, but the swarm has {} ready nodes of the {} needed",
-                    sc.swarm.setup.join(" "),
-                    s.nodes.len(),
-                    sc.swarm.nodes
-                )
-                .into());
-            }
         }
-        run(&["docker", "image", "inspect", "--format", "{{.Id}}", &sc.swarm.image])
+        let state = dk(
+            &host,
+            &[
+                "info",
+                "--format",
+                "{{.Swarm.LocalNodeState}} {{.Swarm.ControlAvailable}}",
+            ],
+        )
+        .await
+        .map_err(|e| {
+            format!("Docker at {host} does not answer ({e}): run scripts/docker-rig.sh")
+        })?;
+        if state.trim() != "active true" {
+            return Err(format!(
+                "the swarm environment needs the Docker daemon at {host} to be a swarm manager (state: `{}`): run scripts/docker-rig.sh",
+                state.trim()
+            )
+            .into());
+        }
+        s.nodes = ready_nodes(&host).await?;
+        if s.nodes.len() < sc.swarm.nodes {
+            return Err(format!(
+                "this scenario needs {} ready swarm nodes, the swarm at {host} has {}: start them first (scripts/swarm2.sh up) or set [swarm] setup",
+                sc.swarm.nodes,
+                s.nodes.len()
+            )
+            .into());
+        }
+        dk(&host, &["image", "inspect", "--format", "{{.Id}}", &sc.swarm.image])
             .await
             .map_err(|_| {
                 format!(
-                    "no image `{}`: build it from this tree with scripts/docker-rig.sh image agent (the discoverers run `rollcall compare` inside it)",
+                    "no image `{}` at {host}: build it from this tree with scripts/docker-rig.sh image agent (the discoverers run `rollcall compare` inside it)",
                     sc.swarm.image
                 )
             })?;
         let label = format!("rollcall.compare={tag}");
-        run(&[
-            "docker",
-            "network",
-            "create",
-            "-d",
-            "overlay",
-            "--attachable",
-            "--label",
-            &label,
-            &s.net,
-        ])
-        .await?;
         s.made.insert("network");
+        dk(
+            &host,
+            &[
+                "network",
+                "create",
+                "-d",
+                "overlay",
+                "--attachable",
+                "--label",
+                &label,
+                &s.net,
+            ],
+        )
+        .await?;
         std::fs::write(
             dir.join("infra.toml"),
             "[local]\nid = \"rollcall-compare-infra\"\ndetect_container = false\n",
         )?;
         let mount = format!("{}:/rc:ro", dir.display());
-        s.made.insert("infra");
-        run(&[
-            "docker",
-            "run",
-            "-d",
-            "--name",
-            &s.infra,
-            "--label",
-            &label,
-            "--network",
-            &s.net,
-            "-v",
-            &mount,
-            "--entrypoint",
-            "/rollcall",
-            &sc.swarm.image,
-            "agent",
-            "-c",
-            "/rc/infra.toml",
-        ])
+        dk(
+            &host,
+            &[
+                "run",
+                "-d",
+                "--name",
+                &s.infra,
+                "--label",
+                &label,
+                "--network",
+                &s.net,
+                "-v",
+                &mount,
+                "--entrypoint",
+                "/rollcall",
+                &sc.swarm.image,
+                "agent",
+                "-c",
+                "/rc/infra.toml",
+            ],
+        )
         .await?;
-        let pid = run(&["docker", "inspect", "-f", "{{.State.Pid}}", &s.infra]).await?;
+        let pid = dk(&host, &["inspect", "-f", "{{.State.Pid}}", &s.infra]).await?;
         s.infra_pid = pid
             .trim()
             .parse()
@@ -231,7 +256,7 @@ impl Swarm {
             "{{{{(index .NetworkSettings.Networks \"{}\").IPAddress}}}}",
             s.net
         );
-        s.infra_ip = run(&["docker", "inspect", "-f", &fmt, &s.infra])
+        s.infra_ip = dk(&host, &["inspect", "-f", &fmt, &s.infra])
             .await?
             .trim()
             .to_owned();
@@ -277,25 +302,36 @@ impl Swarm {
         v.insert("peers_file", "/rc/peers.json".to_owned());
         v.insert("service", self.svc.clone());
         v.insert("network", self.net.clone());
-        v.insert("docker_host", format!("unix://{DOCKER_SOCK}"));
+        // Inside a discoverer container the manager's socket is mounted here.
+        let docker_host = if self.host.starts_with("unix://") {
+            format!("unix://{DOCKER_SOCK}")
+        } else {
+            self.host.clone()
+        };
+        v.insert("docker_host", docker_host);
         v.insert("rundir", "/rc".to_owned());
         v
     }
 
     async fn tasks(&self) -> Result<Vec<Task>, BoxError> {
-        let ids = run(&["docker", "service", "ps", "-q", "--no-trunc", &self.svc]).await?;
+        let ids = dk(
+            &self.host,
+            &["service", "ps", "-q", "--no-trunc", &self.svc],
+        )
+        .await?;
         let ids: Vec<&str> = ids.split_whitespace().collect();
         if ids.is_empty() {
             return Ok(Vec::new());
         }
-        let mut argv = vec!["docker", "inspect", "--type", "task"];
+        let mut argv = vec!["inspect", "--type", "task"];
         argv.extend(ids);
-        let json = run(&argv).await?;
+        let json = dk(&self.host, &argv).await?;
         Ok(serde_json::from_str(&json)?)
     }
 
     pub(crate) async fn start_agents(&mut self, n: usize) -> Result<Vec<TruthAgent>, BoxError> {
         let total = self.wanted + n;
+        let host = self.host.clone();
         if !self.made.contains("service") {
             let vars = self.vars();
             let port = self.sc.agent.health_port;
@@ -309,62 +345,64 @@ impl Swarm {
             std::fs::write(&path, text)?;
             let label = format!("rollcall.compare={}", self.tag);
             self.made.insert("config");
-            run(&[
-                "docker",
-                "config",
-                "create",
-                "--template-driver",
-                "golang",
-                "--label",
-                &label,
-                &self.config,
-                &path.display().to_string(),
-            ])
+            let path = path.display().to_string();
+            dk(
+                &host,
+                &[
+                    "config",
+                    "create",
+                    "--template-driver",
+                    "golang",
+                    "--label",
+                    &label,
+                    &self.config,
+                    &path,
+                ],
+            )
             .await?;
             self.made.insert("service");
             let cfg = format!("source={},target=/rollcall.toml", self.config);
             let log = format!("RUST_LOG={}", self.sc.agent.log);
             let replicas = total.to_string();
-            run(&[
-                "docker",
-                "service",
-                "create",
-                "-d",
-                "--no-resolve-image",
-                "--name",
-                &self.svc,
-                "--label",
-                &label,
-                "--replicas",
-                &replicas,
-                "--endpoint-mode",
-                "dnsrr",
-                "--network",
-                &self.net,
-                "--restart-condition",
-                "none",
-                "--stop-grace-period",
-                "10s",
-                "--config",
-                &cfg,
-                "--env",
-                &log,
-                "--entrypoint",
-                "/rollcall",
-                &self.sc.swarm.image,
-                "agent",
-                "-c",
-                "/rollcall.toml",
-            ])
+            dk(
+                &host,
+                &[
+                    "service",
+                    "create",
+                    "-d",
+                    "--no-resolve-image",
+                    "--name",
+                    &self.svc,
+                    "--label",
+                    &label,
+                    "--replicas",
+                    &replicas,
+                    "--endpoint-mode",
+                    "dnsrr",
+                    "--network",
+                    &self.net,
+                    "--restart-condition",
+                    "none",
+                    "--stop-grace-period",
+                    "10s",
+                    "--config",
+                    &cfg,
+                    "--env",
+                    &log,
+                    "--entrypoint",
+                    "/rollcall",
+                    &self.sc.swarm.image,
+                    "agent",
+                    "-c",
+                    "/rollcall.toml",
+                ],
+            )
             .await?;
         } else {
-            run(&[
-                "docker",
-                "service",
-                "scale",
-                "-d",
-                &format!("{}={total}", self.svc),
-            ])
+            dk(
+                &host,
+                &["service", "scale", "-d", &format!("{}={total}", self.svc)],
+            )
             .await?;
         }
         self.wanted = total;
@@ -486,7 +524,7 @@ impl Swarm {
             match pid {
                 Some(pid) => signal(pid, sig).await?,
                 None => {
-                    run(&["docker", "kill", "-s", sig, &r.container]).await.map_err(|e| {
+                    dk(&self.host, &["kill", "-s", sig, &r.container]).await.map_err(|e| {
                         format!("replica {id}: its process was not found on this machine and `docker kill` failed: {e}")
                     })?;
                 }
@@ -532,46 +570,42 @@ impl Swarm {
             .map(|f| f.to_string_lossy().into_owned())
             .unwrap_or_default();
         let mut c = Command::new("docker");
-        c.args([
-            "run",
-            "-i",
-            "--rm",
-            "--name",
-            &self.discoverer_name(name, generation),
-        ])
-        .args(["--label", &format!("rollcall.compare={}", self.tag)])
-        .args(["--network", &self.net])
-        .args(["-v", &format!("{DOCKER_SOCK}:{DOCKER_SOCK}")])
-        .args(["-v", &format!("{}:/rc", self.dir.display())])
-        .args([
-            "-e",
-            "RUST_LOG=warn",
-            "--entrypoint",
-            "/rollcall",
-            &self.sc.swarm.image,
-        ])
-        .args(["compare", "--scenario", &format!("/rc/{file}")]);
+        c.args(["-H", &self.host, "run", "-i", "--rm"])
+            .args(["--name", &self.discoverer_name(name, generation)])
+            .args(["--label", &format!("rollcall.compare={}", self.tag)])
+            .args(["--network", &self.net]);
+        if let Some(sock) = self.host.strip_prefix("unix://") {
+            c.args(["-v", &format!("{sock}:{DOCKER_SOCK}")]);
+        }
+        c.args(["-v", &format!("{}:/rc", self.dir.display())])
+            .args([
+                "-e",
+                "RUST_LOG=warn",
+                "--entrypoint",
+                "/rollcall",
+                &self.sc.swarm.image,
+            ])
+            .args(["compare", "--scenario", &format!("/rc/{file}")]);
         c
     }
 
     pub(crate) async fn discoverer_gone(&mut self, name: &str, generation: usize) {
-        let _ = run(&[
-            "docker",
-            "rm",
-            "-f",
-            &self.discoverer_name(name, generation),
-        ])
+        let _ = dk(
+            &self.host,
+            &["rm", "-f", &self.discoverer_name(name, generation)],
+        )
         .await;
     }
 
     pub(crate) fn describe(&self) -> String {
         let nodes: Vec<&str> = self.nodes.values().map(String::as_str).collect();
         format!(
-            "swarm: service {} (endpoint-mode dnsrr, restart-condition none) on overlay network {}, {} node(s): {}; discoverers are containers on that network; nats-server and haproxy run in the network namespace of container {}",
+            "swarm: service {} (endpoint-mode dnsrr, restart-condition none) on overlay network {}, {} node(s): {} (manager {}); discoverers are containers on that network; nats-server and haproxy run in the network namespace of container {}",
             self.svc,
             self.net,
             nodes.len(),
             nodes.join(", "),
+            self.host,
             self.infra
         )
     }
@@ -580,24 +614,35 @@ impl Swarm {
         for mut p in [self.vip.take(), self.nats.take()].into_iter().flatten() {
             p.kill_and_wait().await;
         }
+        let host = self.host.clone();
         let label = format!("label=rollcall.compare={}", self.tag);
-        if let Ok(ids) = run(&["docker", "ps", "-aq", "--filter", &label]).await {
+        if let Ok(ids) = dk(&host, &["ps", "-aq", "--filter", &label]).await {
             let ids: Vec<&str> = ids.split_whitespace().collect();
             if !ids.is_empty() {
-                let mut argv = vec!["docker", "rm", "-f"];
+                let mut argv = vec!["rm", "-f"];
                 argv.extend(ids);
-                let _ = run(&argv).await;
+                let _ = dk(&host, &argv).await;
             }
         }
         if self.made.contains("service") {
-            if let Err(e) = run(&["docker", "service", "rm", &self.svc]).await {
+            if let Err(e) = dk(&host, &["service", "rm", &self.svc]).await {
                 tracing::warn!(error = %e, "cannot remove the service");
+            }
+            // Its replicas stop in the background: wait (on the manager's node)
+            // so that the next run does not compete with them.
+            let filter = format!("label=com.docker.swarm.service.name={}", self.svc);
+            for _ in 0..120 {
+                match dk(&host, &["ps", "-aq", "--filter", &filter]).await {
+                    Ok(ids) if ids.trim().is_empty() => break,
+                    Err(_) => break,
+                    Ok(_) => tokio::time::sleep(Duration::from_millis(500)).await,
+                }
             }
         }
         if self.made.contains("config") {
             // The config stays in use until the tasks are gone.
             for _ in 0..60 {
-                if run(&["docker", "config", "rm", &self.config]).await.is_ok() {
+                if dk(&host, &["config", "rm", &self.config]).await.is_ok() {
                     break;
                 }
                 tokio::time::sleep(Duration::from_millis(500)).await;
@@ -606,7 +651,7 @@ impl Swarm {
         if self.made.contains("network") {
             let mut ok = false;
             for _ in 0..60 {
-                if run(&["docker", "network", "rm", &self.net]).await.is_ok() {
+                if dk(&host, &["network", "rm", &self.net]).await.is_ok() {
                     ok = true;
                     break;
                 }
@@ -632,46 +677,47 @@ impl Drop for Swarm {
         if self.torn_down {
             return;
         }
+        let host = self.host.clone();
         let label = format!("label=rollcall.compare={}", self.tag);
         if let Ok(out) = std::process::Command::new("docker")
-            .args(["ps", "-aq", "--filter", &label])
+            .args(["-H", &host, "ps", "-aq", "--filter", &label])
             .output()
         {
             for id in String::from_utf8_lossy(&out.stdout).split_whitespace() {
-                run_blocking(&["docker", "rm", "-f", id]);
+                dk_blocking(&host, &["rm", "-f", id]);
             }
         }
         if self.made.contains("service") {
-            run_blocking(&["docker", "service", "rm", &self.svc]);
+            dk_blocking(&host, &["service", "rm", &self.svc]);
         }
         for _ in 0..40 {
             let cfg_gone = !self.made.contains("config")
-                || std::process::Command::new("docker")
-                    .args(["config", "rm", &self.config])
-                    .output()
-                    .is_ok_and(|o| o.status.success());
-            let net_gone = !self.made.contains("network")
-                || std::process::Command::new("docker")
-                    .args(["network", "rm", &self.net])
-                    .output()
-                    .is_ok_and(|o| o.status.success());
+                || dk_blocking(&host, &["config", "rm", &self.config]);
+            let net_gone =
+                !self.made.contains("network") || dk_blocking(&host, &["network", "rm", &self.net]);
             if cfg_gone && net_gone {
                 break;
             }
             std::thread::sleep(Duration::from_millis(500));
         }
+        if self.setup_ran && !self.sc.swarm.teardown.is_empty() {
+            let argv: Vec<&str> = self.sc.swarm.teardown.iter().map(String::as_str).collect();
+            run_blocking(&argv);
+        }
     }
 }
 
 /// Ready, active swarm nodes: id -> host name.
-async fn ready_nodes() -> Result<BTreeMap<String, String>, BoxError> {
-    let out = run(&[
-        "docker",
-        "node",
-        "ls",
-        "--format",
-        "{{.ID}} {{.Hostname}} {{.Status}} {{.Availability}}",
-    ])
+async fn ready_nodes(host: &str) -> Result<BTreeMap<String, String>, BoxError> {
+    let out = dk(
+        host,
+        &[
+            "node",
+            "ls",
+            "--format",
+            "{{.ID}} {{.Hostname}} {{.Status}} {{.Availability}}",
+        ],
+    )
     .await?;
     Ok(out
         .lines()
