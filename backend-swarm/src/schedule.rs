@@ -10,6 +10,9 @@ use tokio::time::Instant;
 pub(crate) const CONVERGE_FOR: Duration = Duration::from_secs(60);
 /// First retry delay after a failed refresh; doubles up to `resync`.
 pub(crate) const FIRST_RETRY: Duration = Duration::from_millis(500);
+/// How long refreshes follow an event at the converge pace, converged or not.
+const EVENT_FOLLOW: Duration = Duration::from_secs(3);
+
 /// A burst of events delays its refresh by at most this many debounce periods.
 const MAX_WAIT_FACTOR: u32 = 10;
 
@@ -22,6 +25,10 @@ pub(crate) struct Schedule {
     last_event: Option<Instant>,
     next_resync: Instant,
     converge_until: Option<Instant>,
+    /// After an event, keep polling briefly even when the service looks
+    /// converged: a container's `die` event arrives before Swarm marks its
+    /// task failed, so the first refresh still sees it running.
+    follow_until: Option<Instant>,
     next_converge_poll: Option<Instant>,
     retry_at: Option<Instant>,
     retry_delay: Duration,
@@ -44,6 +51,7 @@ impl Schedule {
             last_event: None,
             next_resync: now,
             converge_until: None,
+            follow_until: None,
             next_converge_poll: None,
             retry_at: None,
             retry_delay: FIRST_RETRY.min(resync),
@@ -56,6 +64,7 @@ impl Schedule {
         self.burst_start.get_or_insert(now);
         self.last_event = Some(now);
         self.converge_until = Some(now + CONVERGE_FOR);
+        self.follow_until = Some(now + EVENT_FOLLOW);
     }
 
     /// Something may have been missed (the event stream broke): refresh soon.
@@ -96,6 +105,9 @@ impl Schedule {
         if converged {
             self.settled = true;
             self.converge_until = None;
+            if self.follow_until.is_some_and(|f| now < f) {
+                self.next_converge_poll = Some(now + self.converge_poll);
+            }
             return;
         }
         if self.settled {
@@ -157,7 +169,18 @@ mod tests {
             "at most 10 x debounce after the burst began"
         );
         s.refreshed(t0 + 1010 * MS, true, true);
-        assert_eq!(s.next_due(), t0 + 1010 * MS + Duration::from_secs(5));
+        assert_eq!(
+            s.next_due(),
+            t0 + 1010 * MS + 250 * MS,
+            "converged, but events are followed for EVENT_FOLLOW"
+        );
+        let last_event = t0 + 10 * MS + 50 * MS * 39;
+        let mut t = t0 + 1010 * MS;
+        while t < last_event + EVENT_FOLLOW {
+            t = s.next_due();
+            s.refreshed(t, true, true);
+        }
+        assert_eq!(s.next_due(), t + Duration::from_secs(5));
     }
 
     #[tokio::test(start_paused = true)]
@@ -171,6 +194,15 @@ mod tests {
         assert_eq!(s.next_due(), now + 250 * MS);
         now += 250 * MS;
         s.refreshed(now, true, true);
+        assert_eq!(
+            s.next_due(),
+            now + 250 * MS,
+            "converged, still followed: a die event comes before Swarm marks the task"
+        );
+        while now < t0 + EVENT_FOLLOW {
+            now = s.next_due();
+            s.refreshed(now, true, true);
+        }
         assert_eq!(
             s.next_due(),
             now + Duration::from_secs(5),
