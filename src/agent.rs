@@ -1,11 +1,12 @@
 //! The agent side: the announced identity (with the container id found at
 //! start) and the `GET /health` endpoint that answers with it.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 
 use axum::routing::get;
 use axum::{Json, Router};
-use discovery_core::{Alias, AliasKind, LocalPeer};
+use discovery_core::multiaddr::Protocol;
+use discovery_core::{Alias, AliasKind, LocalPeer, Multiaddr};
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
@@ -20,6 +21,7 @@ pub fn local_peer(cfg: &Config) -> Result<LocalPeer, StartError> {
     let mut peer = local
         .to_local_peer()
         .map_err(|e| StartError::Local(format!("local.addrs: {e}")))?;
+    peer.addrs = expand_unspecified(&peer.addrs, &interface_ips());
     if local.detect_container {
         if let Some(id) = container_id() {
             push_alias(&mut peer, Alias::new(AliasKind::ContainerId, id));
@@ -29,6 +31,51 @@ pub fn local_peer(cfg: &Config) -> Result<LocalPeer, StartError> {
         push_alias(&mut peer, Alias::new(AliasKind::Hostname, h));
     }
     Ok(peer)
+}
+
+/// This host's non-loopback interface addresses.
+fn interface_ips() -> Vec<IpAddr> {
+    match if_addrs::get_if_addrs() {
+        Ok(ifs) => ifs
+            .into_iter()
+            .filter(|i| !i.is_loopback())
+            .map(|i| i.ip())
+            .collect(),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot list network interfaces; 0.0.0.0 addresses are not expanded");
+            Vec::new()
+        }
+    }
+}
+
+/// `0.0.0.0:PORT` (or `[::]:PORT`) means "every address of this host": a Swarm
+/// replica cannot know its overlay IP before it starts. Each such address is
+/// replaced by one per interface address of the same family, the rest kept.
+pub fn expand_unspecified(addrs: &[Multiaddr], ips: &[IpAddr]) -> Vec<Multiaddr> {
+    let mut out = Vec::new();
+    for a in addrs {
+        let mut parts = a.iter();
+        let first = parts.next();
+        let rest: Vec<Protocol<'_>> = parts.collect();
+        let wants_v4 = match first {
+            Some(Protocol::Ip4(ip)) if ip.is_unspecified() => true,
+            Some(Protocol::Ip6(ip)) if ip.is_unspecified() => false,
+            _ => {
+                out.push(a.clone());
+                continue;
+            }
+        };
+        for ip in ips.iter().filter(|ip| ip.is_ipv4() == wants_v4) {
+            let mut m = Multiaddr::from(*ip);
+            for p in &rest {
+                m.push(p.clone());
+            }
+            if !out.contains(&m) {
+                out.push(m);
+            }
+        }
+    }
+    out
 }
 
 fn push_alias(peer: &mut LocalPeer, alias: Alias) {
@@ -139,4 +186,37 @@ pub async fn serve_health(
         }
     });
     Ok((bound, task))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unspecified_addresses_expand_to_every_interface_address_of_their_family() {
+        let a = |s: &str| discovery_core::parse_addr(s).unwrap();
+        let ips: Vec<IpAddr> = vec![
+            "10.0.1.7".parse().unwrap(),
+            "172.18.0.5".parse().unwrap(),
+            "fd00::7".parse().unwrap(),
+        ];
+        let out = expand_unspecified(
+            &[a("0.0.0.0:9000"), a("/dns/walnut/tcp/1"), a("[::]:9000")],
+            &ips,
+        );
+        let shown: Vec<String> = out.iter().map(|m| m.to_string()).collect();
+        assert_eq!(
+            shown,
+            [
+                "/ip4/10.0.1.7/tcp/9000",
+                "/ip4/172.18.0.5/tcp/9000",
+                "/dns/walnut/tcp/1",
+                "/ip6/fd00::7/tcp/9000"
+            ]
+        );
+        assert!(
+            expand_unspecified(&[a("0.0.0.0:1")], &[]).is_empty(),
+            "no interface: nothing to announce, not 0.0.0.0"
+        );
+    }
 }
