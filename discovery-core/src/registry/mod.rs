@@ -587,7 +587,10 @@ async fn supervise(
         inner.lock().note_restart(idx);
         if ctx
             .events
-            .degraded(format!("{reason}; restarting in {}", humantime_fmt(delay)))
+            .degraded(format!(
+                "{reason}; restarting in {}",
+                humantime::format_duration(delay)
+            ))
             .await
             .is_err()
         {
@@ -598,14 +601,6 @@ async fn supervise(
             _ = shutdown.cancelled() => return,
         }
         delay = (delay * 2).min(backoff_max);
-    }
-}
-
-fn humantime_fmt(d: Duration) -> String {
-    if d.as_millis() < 1000 {
-        format!("{}ms", d.as_millis())
-    } else {
-        format!("{:.1}s", d.as_secs_f64())
     }
 }
 

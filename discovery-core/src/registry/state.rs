@@ -383,7 +383,8 @@ impl State {
             tracing::warn!(source = %self.sources[src as usize].name, key = %o.key, dropped, "observation over the size limit; extra addresses and aliases dropped");
         }
         let input_hash = self.hasher.hash_one((&o.aliases, &o.addrs, &o.meta));
-        if let Some(idx) = self.lookup(src, &o.key) {
+        let existing = self.lookup(src, &o.key);
+        if let Some(idx) = existing {
             if self.entry(idx).is_some_and(|e| e.input_hash == input_hash) {
                 self.set_expiry(idx, o.ttl.map(|t| now + t));
                 self.renew(src, idx, wall);
@@ -399,7 +400,6 @@ impl State {
         }
         let class = self.sources[src as usize].class;
         let active = class != SourceClass::Fallback || self.fallback_active;
-        let existing = self.lookup(src, &o.key);
         let aliases = aliases.into_boxed_slice();
         let meta = (o.meta != Metadata::default()).then(|| Box::new(o.meta));
 
