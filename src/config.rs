@@ -7,7 +7,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use config::{Environment, File, FileFormat, Value, ValueKind};
-use discovery_core::{DiscoverySource, LocalConfig, RegistryConfig, SourceCommon};
+use discovery_core::{DiscoverySource, IdentityConfig, LocalConfig, RegistryConfig, SourceCommon};
 use serde::Deserialize;
 
 use crate::backends::{self, BackendConfig};
@@ -97,6 +97,8 @@ pub struct Config {
     pub local: Option<LocalConfig>,
     /// The daemon's HTTP API.
     pub api: ApiConfig,
+    /// The libp2p identity key file, for the sources that need one.
+    pub identity: IdentityConfig,
     /// Every source, by name.
     pub sources: Vec<SourceConfig>,
 }
@@ -110,6 +112,8 @@ struct RawConfig {
     local: Option<LocalConfig>,
     #[serde(default)]
     api: ApiConfig,
+    #[serde(default)]
+    identity: IdentityConfig,
     #[serde(default)]
     sources: BTreeMap<String, Value>,
 }
@@ -188,6 +192,7 @@ impl Config {
             registry: raw.registry,
             local: raw.local,
             api: raw.api,
+            identity: raw.identity,
             sources,
         };
         Ok(cfg)

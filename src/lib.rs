@@ -38,7 +38,7 @@ pub enum StartError {
 
 /// Builds every enabled source of `cfg` into a registry builder (no I/O yet).
 pub fn builder(cfg: &Config) -> Result<RegistryBuilder, StartError> {
-    let mut b = RegistryBuilder::new(cfg.registry.clone());
+    let mut b = RegistryBuilder::new(cfg.registry.clone()).identity_file(&cfg.identity.file);
     for s in cfg.enabled_sources() {
         let source = s.build().map_err(|message| StartError::Source {
             name: s.name.clone(),

@@ -188,3 +188,26 @@ impl SourceCommon {
     /// The common keys' names, split off before the backend's own config is read.
     pub const KEYS: [&'static str; 4] = ["priority", "role", "enabled", "max_staleness"];
 }
+
+/// `[identity]`: the libp2p identity key shared by every part that speaks
+/// libp2p or signs (mdns libp2p flavour, dht, signed records).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IdentityConfig {
+    /// The ed25519 key file (libp2p protobuf encoding), created on first start
+    /// when missing. Relative paths are taken from the working directory.
+    #[serde(default = "default_identity_file")]
+    pub file: PathBuf,
+}
+
+fn default_identity_file() -> PathBuf {
+    PathBuf::from("rollcall-identity.key")
+}
+
+impl Default for IdentityConfig {
+    fn default() -> Self {
+        IdentityConfig {
+            file: default_identity_file(),
+        }
+    }
+}

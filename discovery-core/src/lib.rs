@@ -12,6 +12,8 @@
 pub mod addr;
 mod cache;
 pub mod config;
+#[cfg(feature = "identity")]
+pub mod identity;
 pub mod model;
 mod registry;
 pub mod roster;
@@ -19,10 +21,12 @@ pub mod source;
 mod status;
 
 pub use addr::{parse_addr, AddrError, AddressClass, AddressPolicy};
-pub use config::{LocalConfig, RegistryConfig, SourceCommon};
+pub use config::{IdentityConfig, LocalConfig, RegistryConfig, SourceCommon};
 pub use model::{Alias, AliasKind, LocalPeer, Metadata, Observation, Role};
 pub use multiaddr::{self, Multiaddr};
-pub use registry::{Registry, RegistryBuilder, RegistryError, SourceOptions, Watch, WatchUpdate};
+pub use registry::{
+    Registry, RegistryBuilder, RegistryError, RosterView, SourceOptions, Watch, WatchUpdate,
+};
 pub use roster::{Conflict, Peer, PeerSource, Roster, RosterEvent};
 pub use source::{
     Closed, DiscoverySource, EventSender, Mode, SourceContext, SourceError, SourceEvent,

@@ -1,5 +1,6 @@
 //! The contract between a backend and the registry.
 
+use std::path::Path;
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -7,6 +8,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::model::{LocalPeer, Observation};
+use crate::registry::RosterView;
 
 /// A discovery backend. `run` is called again (with backoff) after it returns
 /// an error or panics, so it takes `&self` and keeps no state between runs
@@ -17,6 +19,14 @@ pub trait DiscoverySource: Send + Sync + 'static {
     /// `ctx.events`. Returning `Ok(())` early means "nothing more to watch":
     /// the last set stays and the source is not restarted.
     async fn run(&self, ctx: SourceContext) -> Result<(), SourceError>;
+
+    /// Whether this source uses the process's libp2p identity key
+    /// (`ctx.identity_file`). When one does, an announcing process loads the
+    /// key before its sources start and announces its peer id everywhere, so
+    /// every sighting of it carries the `peer_id` alias.
+    fn uses_identity(&self) -> bool {
+        false
+    }
 }
 
 /// Why a source run ended badly. Backends wrap their own `Error` in it.
@@ -127,6 +137,12 @@ pub struct SourceContext {
     pub local: Option<Arc<LocalPeer>>,
     /// Discover only, or also announce `local`.
     pub mode: Mode,
+    /// The libp2p identity key file (`[identity] file`), for sources that
+    /// need a key: load it with `discovery_core::identity::load_or_create`
+    /// (feature `identity`), which returns one key per path per process.
+    pub identity_file: Arc<Path>,
+    /// A read-only view of the merged roster (what every source found).
+    pub roster: RosterView,
 }
 
 impl SourceContext {

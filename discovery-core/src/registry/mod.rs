@@ -3,6 +3,7 @@
 mod state;
 #[cfg(test)]
 mod tests;
+mod view;
 
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime};
@@ -18,6 +19,7 @@ use crate::roster::{Conflict, Peer, Roster, RosterEvent};
 use crate::source::{DiscoverySource, EventSender, Mode, SourceContext, SourceEvent, SourceIdx};
 use crate::status::SourceStatus;
 use state::{SourceClass, State};
+pub use view::RosterView;
 
 /// Source events queued between all sources and the merge loop.
 const EVENT_QUEUE: usize = 4096;
@@ -47,6 +49,9 @@ pub enum RegistryError {
     /// More sources than the registry indexes.
     #[error("too many sources (at most 65535)")]
     TooManySources,
+    /// A source needs the libp2p identity key and it cannot be loaded or created.
+    #[error("{0}")]
+    Identity(String),
 }
 
 struct SourceSpec {
@@ -61,6 +66,7 @@ pub struct RegistryBuilder {
     sources: Vec<SourceSpec>,
     local: Option<Arc<LocalPeer>>,
     mode: Mode,
+    identity_file: Arc<std::path::Path>,
 }
 
 impl std::fmt::Debug for RegistryBuilder {
@@ -84,7 +90,42 @@ impl RegistryBuilder {
             sources: Vec::new(),
             local: None,
             mode: Mode::Discover,
+            identity_file: Arc::from(crate::config::IdentityConfig::default().file.as_path()),
         }
+    }
+
+    /// Where sources that need a libp2p identity keep its key file.
+    pub fn identity_file(mut self, path: impl AsRef<std::path::Path>) -> Self {
+        self.identity_file = Arc::from(path.as_ref());
+        self
+    }
+
+    /// When a source uses the libp2p identity, the local peer announces its
+    /// peer id through every source, so all sightings of it merge.
+    fn claim_identity(&mut self) -> Result<(), RegistryError> {
+        if !self.uses_identity() {
+            return Ok(());
+        }
+        let Some(local) = self.local.as_mut() else {
+            return Ok(());
+        };
+        #[cfg(feature = "identity")]
+        {
+            let id = crate::identity::load_or_create(&self.identity_file)
+                .map_err(|e| RegistryError::Identity(e.to_string()))?;
+            let alias = crate::model::Alias::peer_id(id.peer_id().to_string());
+            if !local.aliases.contains(&alias) {
+                Arc::make_mut(local).aliases.push(alias);
+            }
+        }
+        #[cfg(not(feature = "identity"))]
+        let _ = local;
+        Ok(())
+    }
+
+    /// Whether any source added so far uses the libp2p identity key.
+    pub fn uses_identity(&self) -> bool {
+        self.sources.iter().any(|s| s.source.uses_identity())
     }
 
     /// Adds a source under a unique name.
@@ -131,7 +172,8 @@ impl RegistryBuilder {
     }
 
     /// Starts the merge loop and every source. Needs a tokio runtime.
-    pub fn start(self) -> Result<Registry, RegistryError> {
+    pub fn start(mut self) -> Result<Registry, RegistryError> {
+        self.claim_identity()?;
         let mut state = State::new(self.config.address_policy());
         let mut names: Vec<&str> = Vec::new();
         for s in &self.sources {
@@ -219,6 +261,8 @@ impl RegistryBuilder {
                 shutdown: shutdown.child_token(),
                 local: self.local.clone(),
                 mode: self.mode,
+                identity_file: self.identity_file.clone(),
+                roster: RosterView::new(&inner),
             };
             source_tasks.push(tokio::spawn(supervise(
                 inner.clone(),
