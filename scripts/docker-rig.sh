@@ -171,7 +171,7 @@ image() {
     all)
       # One cargo invocation: the two binaries share one feature-unified build.
       say "building the rollcall binary (--features full) and backend-swarm's test workload (static, release)"
-      static_build -p rollcall --bin rollcall --features rollcall/full -p backend-swarm --example swarm-probe
+      static_build -p rollcall-cli --bin rollcall --features rollcall-cli/full -p backend-swarm --example swarm-probe
       pack_agent
       pack_probe
       ;;
@@ -182,7 +182,7 @@ image() {
       ;;
     agent)
       say "building the rollcall binary (static, release, --features full)"
-      static_build -p rollcall --bin rollcall --features rollcall/full
+      static_build -p rollcall-cli --bin rollcall --features rollcall-cli/full
       pack_agent
       ;;
     *) die "unknown image '$1': use all, agent or probe" ;;

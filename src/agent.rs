@@ -1,14 +1,12 @@
 //! The agent side: the announced identity (with the container id found at
-//! start) and the `GET /health` endpoint that answers with it.
+//! start) and the body its `GET /health` endpoint answers with (served by the
+//! `rollcall` binary).
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 
-use axum::routing::get;
-use axum::{Json, Router};
 use discovery_core::multiaddr::Protocol;
 use discovery_core::{Alias, AliasKind, LocalPeer, Multiaddr};
 use serde::Serialize;
-use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
 use crate::StartError;
@@ -162,30 +160,6 @@ impl HealthBody {
             labels: peer.meta.labels.clone(),
         }
     }
-}
-
-/// Serves `GET /health` until `shutdown`. Returns the bound address once listening.
-pub async fn serve_health(
-    listen: SocketAddr,
-    peer: &LocalPeer,
-    shutdown: CancellationToken,
-) -> std::io::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
-    let body = HealthBody::of(peer);
-    let app = Router::new().route(
-        "/health",
-        get(move || std::future::ready(Json(body.clone()))),
-    );
-    let listener = tokio::net::TcpListener::bind(listen).await?;
-    let bound = listener.local_addr()?;
-    let task = tokio::spawn(async move {
-        let r = axum::serve(listener, app)
-            .with_graceful_shutdown(async move { shutdown.cancelled().await })
-            .await;
-        if let Err(e) = r {
-            tracing::warn!(error = %e, "health endpoint stopped");
-        }
-    });
-    Ok((bound, task))
 }
 
 #[cfg(test)]

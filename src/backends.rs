@@ -82,6 +82,7 @@ macro_rules! backends {
     };
 }
 
+// Adding a backend (3 of 3): its line here (see Cargo.toml for 1 and 2).
 backends! {
     "static" => Static(backend_static::StaticSource),
     "nats" => Nats(backend_nats::NatsSource),

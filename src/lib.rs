@@ -2,13 +2,13 @@
 //!
 //! This facade re-exports [`discovery_core`] and each backend behind a feature
 //! named after it (`static`, `nats`, `swarm`; `full` for all), and turns a
-//! configuration file into a running [`Registry`].
+//! configuration file into a running [`Registry`]. It compiles nothing of the
+//! CLI and daemon (crate `rollcall-cli`, the `rollcall` binary) or of the
+//! comparison harness (crate `rollcall-compare`).
 #![forbid(unsafe_code)]
 
 pub mod agent;
-pub mod api;
 mod backends;
-pub mod compare;
 pub mod config;
 
 pub use backends::*;

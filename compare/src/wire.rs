@@ -38,7 +38,7 @@ pub(crate) struct WirePeer {
 }
 
 impl WirePeer {
-    pub(crate) fn of(p: &crate::Peer) -> Self {
+    pub(crate) fn of(p: &rollcall::Peer) -> Self {
         WirePeer {
             id: p.id.clone(),
             aliases: p.aliases.clone(),

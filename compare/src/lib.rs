@@ -347,13 +347,13 @@ fn discoverer_spec(
     root.insert("sources".into(), toml::Value::Table(sources));
     let text = toml::to_string(&root).map_err(|e| e.to_string())?;
     // Refused here as it would be in the child: a clear error, no process.
-    let cfg = crate::config::Config::from_toml_str(
+    let cfg = rollcall::config::Config::from_toml_str(
         &format!("backend {}", b.name),
         &text,
         Some(Default::default()),
     )
     .map_err(|e| e.to_string())?;
-    crate::builder(&cfg).map_err(|e| e.to_string())?;
+    rollcall::builder(&cfg).map_err(|e| e.to_string())?;
     Ok((
         kind,
         DiscovererSpec {

@@ -15,7 +15,7 @@ use tokio::sync::{mpsc, Mutex};
 use super::scenario::{DiscovererSpec, HttpVipSpec};
 use super::wire::{self, AddrCheck, Cmd, Out, WirePeer};
 use super::BoxError;
-use crate::config::Config;
+use rollcall::config::Config;
 
 /// Lines queued for stdout; the writer task drains them.
 const OUT_QUEUE: usize = 65_536;
@@ -130,7 +130,7 @@ async fn run_registry(
         Some(Default::default()),
     )?;
     out.send(&Out::Started { t: wire::now_us() }).await;
-    let registry = crate::discover(&cfg)?;
+    let registry = rollcall::discover(&cfg)?;
     let mut watch = registry.watch();
     let stop = tokio_util::sync::CancellationToken::new();
     let watcher = {
@@ -187,9 +187,9 @@ async fn run_registry(
                         let statuses = registry.sources();
                         let Some(s) = statuses.first() else { continue };
                         let health = match s.health {
-                            crate::Health::Ok => "ok",
-                            crate::Health::Degraded => "degraded",
-                            crate::Health::Starting => "starting",
+                            rollcall::Health::Ok => "ok",
+                            rollcall::Health::Degraded => "degraded",
+                            rollcall::Health::Starting => "starting",
                         }
                         .to_owned();
                         let now = (health.clone(), s.synced, s.last_error.clone());

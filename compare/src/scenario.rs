@@ -398,7 +398,7 @@ impl Scenario {
                     if !s.contains_key("type") {
                         return Err(format!(
                             "backends[{i}].source.type: missing: say which backend this is, one of {}",
-                            crate::ALL_TYPES.join(", ")
+                            rollcall::ALL_TYPES.join(", ")
                         ));
                     }
                 }

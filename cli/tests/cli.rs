@@ -246,7 +246,7 @@ fn environment_overrides_the_file() {
 
 #[test]
 fn every_shipped_example_config_is_valid() {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples");
+    let dir = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/..")).join("examples");
     let mut n = 0;
     for e in std::fs::read_dir(&dir).unwrap() {
         let p = e.unwrap().path();
@@ -254,7 +254,7 @@ fn every_shipped_example_config_is_valid() {
             && p.file_name().is_some_and(|f| f != "peers.toml")
         {
             let out = rollcall()
-                .current_dir(env!("CARGO_MANIFEST_DIR"))
+                .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
                 .arg("check-config")
                 .arg(&p)
                 .output()

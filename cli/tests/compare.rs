@@ -33,7 +33,7 @@ fn ci_scenario_finds_every_agent_with_no_duplicate_and_no_phantom() {
     if !nats_or_skip() {
         return;
     }
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let root = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/.."));
     let dir = tempfile::tempdir().unwrap();
     let json = dir.path().join("ci.json");
     let svg = dir.path().join("ci.svg");

@@ -1,4 +1,7 @@
-//! The `rollcall` command.
+//! The `rollcall` command: the CLI and the daemon around the facade library.
+
+mod api;
+mod health;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -102,7 +105,7 @@ fn main() -> ExitCode {
                 scenario,
                 json,
                 plot,
-            } => rollcall::compare::run(rollcall::compare::CompareOpts {
+            } => rollcall_compare::run(rollcall_compare::CompareOpts {
                 scenario,
                 json,
                 plot,
@@ -237,8 +240,7 @@ async fn agent(path: Option<&std::path::Path>) -> CliResult {
     let stop = registry.shutdown_token();
     let health = match cfg.local.as_ref().and_then(|l| l.health_listen) {
         Some(listen) => {
-            let (bound, task) =
-                rollcall::agent::serve_health(listen, &local, stop.child_token()).await?;
+            let (bound, task) = health::serve_health(listen, &local, stop.child_token()).await?;
             tracing::info!(%bound, "serving GET /health");
             Some(task)
         }
@@ -262,7 +264,7 @@ async fn run(path: Option<&std::path::Path>, listen: Option<std::net::SocketAddr
         std::sync::Arc::new(move || handle.render());
     let registry = rollcall::discover(&cfg)?;
     let listen = listen.unwrap_or(cfg.api.listen);
-    let (bound, api) = rollcall::api::serve(
+    let (bound, api) = api::serve(
         listen,
         registry.clone(),
         Some(render),

@@ -19,7 +19,7 @@ impl Drop for Killed {
 
 fn ids(url: &str) -> Vec<String> {
     let out = Command::new(env!("CARGO_BIN_EXE_rollcall"))
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
         .args([
             "peers",
             "--json",
@@ -70,7 +70,7 @@ fn peers_lists_running_agents_and_a_stopped_agent_leaves() {
     for i in 1..=3 {
         procs.0.push(
             Command::new(env!("CARGO_BIN_EXE_rollcall"))
-                .current_dir(env!("CARGO_MANIFEST_DIR"))
+                .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
                 .args(["agent", "-c", "examples/nats.toml"])
                 .env("ROLLCALL__SOURCES__NATS__URL", &url)
                 .env("ROLLCALL__LOCAL__ID", format!("agent-{i}"))
