@@ -51,6 +51,40 @@ pub struct ApiConfig {
     /// Listen address of the HTTP API.
     #[serde(default = "default_api_listen")]
     pub listen: SocketAddr,
+    /// File holding the bearer token every route but `/healthz` requires.
+    #[serde(default)]
+    pub token_file: Option<std::path::PathBuf>,
+    /// Environment variable holding the bearer token (used when `token_file` is unset).
+    #[serde(default)]
+    pub token_env: Option<String>,
+    /// TLS certificate chain (PEM); with `tls_key`, the API speaks HTTPS.
+    #[serde(default)]
+    pub tls_cert: Option<std::path::PathBuf>,
+    /// TLS private key (PEM) for `tls_cert`.
+    #[serde(default)]
+    pub tls_key: Option<std::path::PathBuf>,
+}
+
+/// `[dns]`: `rollcall run` answers DNS queries about the roster.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DnsConfig {
+    /// UDP and TCP listen address, e.g. "127.0.0.1:8600".
+    pub listen: SocketAddr,
+    /// The zone answered, e.g. "rollcall." (a trailing dot is added if missing).
+    #[serde(default = "default_dns_domain")]
+    pub domain: String,
+    /// TTL of every record.
+    #[serde(default = "default_dns_ttl", with = "humantime_serde")]
+    pub ttl: std::time::Duration,
+}
+
+fn default_dns_domain() -> String {
+    "rollcall.".to_owned()
+}
+
+fn default_dns_ttl() -> std::time::Duration {
+    std::time::Duration::from_secs(5)
 }
 
 fn default_api_listen() -> SocketAddr {
@@ -61,6 +95,10 @@ impl Default for ApiConfig {
     fn default() -> Self {
         ApiConfig {
             listen: default_api_listen(),
+            token_file: None,
+            token_env: None,
+            tls_cert: None,
+            tls_key: None,
         }
     }
 }
@@ -97,6 +135,8 @@ pub struct Config {
     pub local: Option<LocalConfig>,
     /// The daemon's HTTP API.
     pub api: ApiConfig,
+    /// The daemon's DNS server (off when absent).
+    pub dns: Option<DnsConfig>,
     /// The libp2p identity key file, for the sources that need one.
     pub identity: IdentityConfig,
     /// Every source, by name.
@@ -112,6 +152,8 @@ struct RawConfig {
     local: Option<LocalConfig>,
     #[serde(default)]
     api: ApiConfig,
+    #[serde(default)]
+    dns: Option<DnsConfig>,
     #[serde(default)]
     identity: IdentityConfig,
     #[serde(default)]
@@ -192,6 +234,7 @@ impl Config {
             registry: raw.registry,
             local: raw.local,
             api: raw.api,
+            dns: raw.dns,
             identity: raw.identity,
             sources,
         };

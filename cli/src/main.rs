@@ -2,6 +2,7 @@
 
 mod api;
 mod health;
+mod reload;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -272,9 +273,21 @@ async fn run(path: Option<&std::path::Path>, listen: Option<std::net::SocketAddr
     )
     .await?;
     tracing::info!(%bound, sources = cfg.enabled_sources().count(), "rollcall running; HTTP API up");
+    let reloads = match path {
+        Some(p) => {
+            let reloader = reload::Reloader::new(p, registry.clone())?;
+            Some(tokio::spawn(
+                reloader.run(registry.shutdown_token().child_token()),
+            ))
+        }
+        None => None,
+    };
     wait_for_signal().await;
     tracing::info!("stopping");
     registry.shutdown().await;
+    if let Some(r) = reloads {
+        let _ = r.await;
+    }
     let _ = api.await;
     Ok(ExitCode::SUCCESS)
 }

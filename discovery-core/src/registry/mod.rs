@@ -1,5 +1,6 @@
 //! The registry: runs sources under supervision and serves the merged roster.
 
+mod dynamic;
 mod state;
 #[cfg(test)]
 mod tests;
@@ -16,7 +17,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::RegistryConfig;
 use crate::model::{LocalPeer, Role};
 use crate::roster::{Conflict, Peer, Roster, RosterEvent};
-use crate::source::{DiscoverySource, EventSender, Mode, SourceContext, SourceEvent, SourceIdx};
+use crate::source::{DiscoverySource, Mode, SourceContext, SourceEvent, SourceIdx};
 use crate::status::SourceStatus;
 use state::{SourceClass, State};
 pub use view::RosterView;
@@ -250,36 +251,25 @@ impl RegistryBuilder {
                 shutdown.clone(),
             )));
         }
-        let mut source_tasks = Vec::new();
+        let kit = dynamic::Kit {
+            tx,
+            local: self.local,
+            mode: self.mode,
+            identity_file: self.identity_file,
+            backoff: self.config.restart_backoff,
+            backoff_max: self.config.restart_backoff_max,
+            max_staleness: self.config.max_staleness,
+            running: Mutex::new(Default::default()),
+        };
         for (spec, idx) in self.sources.into_iter().zip(indices) {
-            let ctx = SourceContext {
-                name: spec.name.clone(),
-                events: EventSender {
-                    source: idx,
-                    tx: tx.clone(),
-                },
-                shutdown: shutdown.child_token(),
-                local: self.local.clone(),
-                mode: self.mode,
-                identity_file: self.identity_file.clone(),
-                roster: RosterView::new(&inner),
-            };
-            source_tasks.push(tokio::spawn(supervise(
-                inner.clone(),
-                idx,
-                spec.source,
-                ctx,
-                self.config.restart_backoff,
-                self.config.restart_backoff_max,
-                shutdown.clone(),
-            )));
+            kit.spawn(&inner, &shutdown, spec.name, idx, spec.source);
         }
         Ok(Registry {
             inner,
             handles: Arc::new(Handles {
                 shutdown,
                 tasks: Mutex::new(tasks),
-                source_tasks: Mutex::new(source_tasks),
+                kit,
                 cache_file: self.config.cache_file,
             }),
         })
@@ -311,7 +301,8 @@ impl Inner {
 struct Handles {
     shutdown: CancellationToken,
     tasks: Mutex<Vec<JoinHandle<()>>>,
-    source_tasks: Mutex<Vec<JoinHandle<()>>>,
+    /// The running sources, and what it takes to start more.
+    kit: dynamic::Kit,
     cache_file: Option<std::path::PathBuf>,
 }
 
@@ -423,14 +414,7 @@ impl Registry {
     /// merge loop and writes the cache one last time.
     pub async fn shutdown(&self) {
         self.handles.shutdown.cancel();
-        let sources: Vec<_> = std::mem::take(
-            &mut *self
-                .handles
-                .source_tasks
-                .lock()
-                .unwrap_or_else(|p| p.into_inner()),
-        );
-        for t in sources {
+        for t in self.handles.kit.take_tasks() {
             let _ = t.await;
         }
         let tasks: Vec<_> =

@@ -35,6 +35,8 @@ pub(crate) enum SourceClass {
     /// Observations reloaded from the cache file: they stand in until every
     /// primary source has synced once.
     Cache,
+    /// Removed by a reload: its observations are gone and late events are ignored.
+    Retired,
 }
 
 impl From<Role> for SourceClass {
@@ -203,6 +205,9 @@ impl State {
         let Some(meta) = self.sources.get_mut(src as usize) else {
             return;
         };
+        if meta.class == SourceClass::Retired {
+            return;
+        }
         match event {
             SourceEvent::Upsert(o) => self.upsert(src, o, now, wall),
             SourceEvent::Remove { key } => {
@@ -242,6 +247,34 @@ impl State {
             }
         }
         self.refresh_fallback();
+    }
+
+    /// Retires a source (see `registry/dynamic.rs`): drops every observation
+    /// it made, so its peers leave unless another source still sees them.
+    pub(crate) fn retire_source(&mut self, src: SourceIdx) {
+        let Some(meta) = self.sources.get_mut(src as usize) else {
+            return;
+        };
+        meta.class = SourceClass::Retired;
+        meta.stale_deadline = None;
+        let gone: Vec<ObsIdx> = meta.keys.values().collect();
+        for idx in gone {
+            self.remove_obs(idx);
+        }
+        self.refresh_fallback();
+    }
+
+    /// The live (not retired) source of this name.
+    pub(crate) fn source_index(&self, name: &str) -> Option<SourceIdx> {
+        self.sources
+            .iter()
+            .position(|s| &*s.name == name && s.class != SourceClass::Retired)
+            .map(|i| i as SourceIdx)
+    }
+
+    /// Slots used so far, retired ones included (indices are never reused).
+    pub(crate) fn source_slots(&self) -> usize {
+        self.sources.len()
     }
 
     pub(crate) fn note_restart(&mut self, src: SourceIdx) {
@@ -1070,12 +1103,13 @@ impl State {
         self.sources
             .iter()
             .filter(|s| s.class != SourceClass::Cache || !s.keys.is_empty())
+            .filter(|s| s.class != SourceClass::Retired)
             .map(|s| SourceStatus {
                 name: s.name.to_string(),
                 role: match s.class {
                     SourceClass::Primary => "primary",
                     SourceClass::Fallback => "fallback",
-                    SourceClass::Cache => "cache",
+                    SourceClass::Cache | SourceClass::Retired => "cache",
                 },
                 priority: s.priority,
                 health: s.health,
@@ -1094,7 +1128,7 @@ impl State {
     pub(crate) fn all_attempted(&self) -> bool {
         self.sources
             .iter()
-            .filter(|s| s.class != SourceClass::Cache)
+            .filter(|s| !matches!(s.class, SourceClass::Cache | SourceClass::Retired))
             .all(|s| s.attempted)
     }
 

@@ -1,0 +1,97 @@
+//! Helpers shared by the daemon tests: a killed-on-drop child, free ports,
+//! waiting for the API.
+#![allow(dead_code)]
+
+use std::net::TcpListener;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// Child processes killed (and reaped) when the test ends, also on failure.
+pub struct Killed(pub Vec<Child>);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        for c in &mut self.0 {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// A port the OS just handed out on 127.0.0.1.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Starts a nats-server on a free port; `None` when ROLLCALL_SKIP_NATS=1.
+pub fn nats_server(what: &str) -> Option<(Child, String)> {
+    if std::env::var("ROLLCALL_SKIP_NATS").as_deref() == Ok("1") {
+        eprintln!("SKIPPED {what}: ROLLCALL_SKIP_NATS=1");
+        return None;
+    }
+    let port = free_port();
+    let child = Command::new("nats-server")
+        .args(["-a", "127.0.0.1", "-p", &port.to_string()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| {
+            panic!("cannot start nats-server ({e}): `apt-get install nats-server` or set ROLLCALL_SKIP_NATS=1")
+        });
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "nats-server did not listen");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Some((child, format!("nats://127.0.0.1:{port}")))
+}
+
+/// `rollcall run` with this config on this port; stderr goes to `log`.
+pub fn daemon(cfg: &std::path::Path, port: u16, log: &std::path::Path) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_rollcall"))
+        .args(["run", "--listen", &format!("127.0.0.1:{port}"), "-c"])
+        .arg(cfg)
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(log).unwrap())
+        .spawn()
+        .unwrap()
+}
+
+/// Polls `check` every 100 ms until it is true or `secs` pass.
+pub async fn eventually<F, Fut>(secs: u64, what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        if check().await {
+            return;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for: {what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// The sorted peer ids of `GET /v1/peers`, or `None` if the API does not answer.
+pub async fn peer_ids(http: &reqwest::Client, base: &str) -> Option<Vec<String>> {
+    let v: serde_json::Value = http
+        .get(format!("{base}/v1/peers"))
+        .send()
+        .await
+        .ok()?
+        .json()
+        .await
+        .ok()?;
+    let mut ids: Vec<String> = v["peers"]
+        .as_array()?
+        .iter()
+        .filter_map(|p| p["id"].as_str().map(str::to_owned))
+        .collect();
+    ids.sort();
+    Some(ids)
+}
