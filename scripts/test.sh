@@ -35,6 +35,12 @@ if ! skipping ROLLCALL_SKIP_DOCKER; then
   command -v openssl >/dev/null || pkgs+=(openssl)
   command -v nsenter >/dev/null || pkgs+=(util-linux)
 fi
+# The daemon's tests: TLS certs and a real TLS client, dig, tmux, Prometheus.
+command -v openssl >/dev/null || pkgs+=(openssl)
+command -v curl >/dev/null || pkgs+=(curl)
+command -v dig >/dev/null || pkgs+=(dnsutils)
+command -v tmux >/dev/null || pkgs+=(tmux)
+command -v prometheus >/dev/null || pkgs+=(prometheus)
 if ! skipping ROLLCALL_SKIP_NETNS || ! skipping ROLLCALL_SKIP_DOCKER; then
   command -v ip >/dev/null || pkgs+=(iproute2)
   command -v iptables >/dev/null || pkgs+=(iptables)

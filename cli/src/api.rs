@@ -27,6 +27,7 @@ struct App {
 }
 
 /// Serves the API until `shutdown`. `metrics` renders the Prometheus text.
+#[allow(dead_code)] // superseded by serve.rs (layers, TLS); kept for embedders of this module
 pub async fn serve(
     listen: SocketAddr,
     registry: Registry,
@@ -47,7 +48,10 @@ pub async fn serve(
     Ok((bound, task))
 }
 
-fn router(registry: Registry, metrics: Option<Arc<dyn Fn() -> String + Send + Sync>>) -> Router {
+pub(crate) fn router(
+    registry: Registry,
+    metrics: Option<Arc<dyn Fn() -> String + Send + Sync>>,
+) -> Router {
     Router::new()
         .route("/v1/peers", get(peers))
         .route("/v1/peers/{id}", get(peer))
@@ -257,7 +261,9 @@ fn host_port(addr: &str) -> Option<String> {
     // ["", "ip4", "10.0.0.1", "tcp", "9000", ...]
     match parts.as_slice() {
         ["", "ip4" | "dns" | "dns4", host, "tcp", port, ..] => Some(format!("{host}:{port}")),
-        ["", "ip6" | "dns6", host, "tcp", port, ..] => Some(format!("[{host}]:{port}")),
+        // A /dns6/ host is a name: brackets belong around IPv6 literals only.
+        ["", "dns6", host, "tcp", port, ..] => Some(format!("{host}:{port}")),
+        ["", "ip6", host, "tcp", port, ..] => Some(format!("[{host}]:{port}")),
         _ => None,
     }
 }
@@ -310,5 +316,9 @@ mod tests {
             Some("walnut:80")
         );
         assert_eq!(host_port("/ip4/10.0.0.1/udp/9000/quic-v1"), None);
+        assert_eq!(
+            host_port("/dns6/walnut.example/tcp/9000").as_deref(),
+            Some("walnut.example:9000")
+        );
     }
 }

@@ -1,8 +1,12 @@
 //! The `rollcall` command: the CLI and the daemon around the facade library.
 
 mod api;
+mod auth;
+mod errors;
 mod health;
+mod logging;
 mod reload;
+mod serve;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -20,6 +24,9 @@ use serde::Serialize;
     about = "Find every peer of a cluster and keep one deduplicated, current roster."
 )]
 struct Cli {
+    /// Log format on stderr.
+    #[arg(long, global = true, value_enum, default_value_t = logging::LogFormat::Text)]
+    log_format: logging::LogFormat,
     #[command(subcommand)]
     command: Command,
 }
@@ -79,13 +86,7 @@ fn main() -> ExitCode {
         Command::Peers { .. } | Command::CheckConfig { .. } => "warn",
         Command::Agent { .. } | Command::Compare { .. } | Command::Run { .. } => "info",
     };
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("RUST_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level)),
-        )
-        .init();
+    logging::init(cli.log_format, default_level);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -263,16 +264,22 @@ async fn run(path: Option<&std::path::Path>, listen: Option<std::net::SocketAddr
     let handle = metrics_exporter_prometheus::PrometheusBuilder::new().install_recorder()?;
     let render: std::sync::Arc<dyn Fn() -> String + Send + Sync> =
         std::sync::Arc::new(move || handle.render());
+    let token = auth::load_token(&cfg.api)?;
+    let tls = serve::tls_config(&cfg.api)?;
     let registry = rollcall::discover(&cfg)?;
     let listen = listen.unwrap_or(cfg.api.listen);
-    let (bound, api) = api::serve(
+    if token.is_none() && serve::beyond_loopback(&listen) {
+        tracing::warn!(%listen, "the HTTP API listens beyond loopback without a token: anyone who can reach it reads the roster; set [api] token_file or token_env");
+    }
+    let app = serve::app(registry.clone(), Some(render), token);
+    let (bound, api) = serve::serve(
         listen,
-        registry.clone(),
-        Some(render),
+        app,
+        tls.clone(),
         registry.shutdown_token().child_token(),
     )
     .await?;
-    tracing::info!(%bound, sources = cfg.enabled_sources().count(), "rollcall running; HTTP API up");
+    tracing::info!(%bound, tls = tls.is_some(), sources = cfg.enabled_sources().count(), "rollcall running; HTTP API up");
     let reloads = match path {
         Some(p) => {
             let reloader = reload::Reloader::new(p, registry.clone())?;
