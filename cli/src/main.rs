@@ -2,6 +2,7 @@
 
 mod api;
 mod auth;
+mod dns;
 mod errors;
 mod health;
 mod logging;
@@ -280,6 +281,15 @@ async fn run(path: Option<&std::path::Path>, listen: Option<std::net::SocketAddr
     )
     .await?;
     tracing::info!(%bound, tls = tls.is_some(), sources = cfg.enabled_sources().count(), "rollcall running; HTTP API up");
+    let dns = match &cfg.dns {
+        Some(d) => {
+            let (bound, task) =
+                dns::serve(d, registry.clone(), registry.shutdown_token().child_token()).await?;
+            tracing::info!(%bound, domain = %d.domain, "serving the roster over DNS (UDP and TCP)");
+            Some(task)
+        }
+        None => None,
+    };
     let reloads = match path {
         Some(p) => {
             let reloader = reload::Reloader::new(p, registry.clone())?;
@@ -292,6 +302,9 @@ async fn run(path: Option<&std::path::Path>, listen: Option<std::net::SocketAddr
     wait_for_signal().await;
     tracing::info!("stopping");
     registry.shutdown().await;
+    if let Some(d) = dns {
+        let _ = d.await;
+    }
     if let Some(r) = reloads {
         let _ = r.await;
     }
