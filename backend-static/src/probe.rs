@@ -165,7 +165,7 @@ impl Prober {
         }
         let (health, dropped) = parse_health(&body).map_err(Failure::Malformed)?;
         if dropped > 0 {
-            metrics::counter!("rollcall_static_dropped_addresses_total", "source" => self.source.to_string()).increment(dropped as u64);
+            metrics::counter!("rollcall_static_addresses_dropped_total", "source" => self.source.to_string()).increment(dropped as u64);
             tracing::debug!(source = %self.source, url, dropped, "health answer has invalid addresses; dropped them");
         }
         Ok(health)

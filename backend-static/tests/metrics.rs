@@ -120,7 +120,7 @@ async fn malformed_answers_bad_addresses_and_bad_files_are_counted() {
         ids(r) == ["x"]
     })
     .await;
-    assert!(count("rollcall_static_dropped_addresses_total{source=seeds}") >= 2);
+    assert!(count("rollcall_static_addresses_dropped_total{source=seeds}") >= 2);
     assert!(count("rollcall_static_probes_total{source=seeds,result=ok}") >= 1);
 
     // A bad file version is a counted refused reload.

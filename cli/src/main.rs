@@ -7,6 +7,7 @@ mod errors;
 mod health;
 mod logging;
 mod reload;
+mod scrape;
 mod serve;
 
 use std::path::PathBuf;
@@ -263,8 +264,6 @@ async fn run(path: Option<&std::path::Path>, listen: Option<std::net::SocketAddr
     let cfg = load(path)?;
     // The recorder must be installed before the registry emits anything.
     let handle = metrics_exporter_prometheus::PrometheusBuilder::new().install_recorder()?;
-    let render: std::sync::Arc<dyn Fn() -> String + Send + Sync> =
-        std::sync::Arc::new(move || handle.render());
     let token = auth::load_token(&cfg.api)?;
     let tls = serve::tls_config(&cfg.api)?;
     let registry = rollcall::discover(&cfg)?;
@@ -272,6 +271,7 @@ async fn run(path: Option<&std::path::Path>, listen: Option<std::net::SocketAddr
     if token.is_none() && serve::beyond_loopback(&listen) {
         tracing::warn!(%listen, "the HTTP API listens beyond loopback without a token: anyone who can reach it reads the roster; set [api] token_file or token_env");
     }
+    let render = scrape::render(handle, registry.clone());
     let app = serve::app(registry.clone(), Some(render), token);
     let (bound, api) = serve::serve(
         listen,

@@ -1,5 +1,6 @@
 //! The registry: runs sources under supervision and serves the merged roster.
 
+mod counters;
 mod dynamic;
 mod state;
 #[cfg(test)]
@@ -292,6 +293,7 @@ impl Inner {
 
     fn publish(&self, state: &mut State) {
         for ev in state.take_events() {
+            counters::count_events(std::iter::once(&ev));
             let _ = self.events.send(ev);
         }
         self.changed.send_modify(|v| *v += 1);
@@ -364,6 +366,7 @@ impl Registry {
         let rx = self.inner.events.subscribe();
         let snap = state.snapshot();
         drop(state);
+        metrics::gauge!("rollcall_watchers").increment(1.0);
         Watch {
             registry: self.clone(),
             rx,
@@ -453,6 +456,12 @@ pub struct Watch {
     pending: Option<Roster>,
 }
 
+impl Drop for Watch {
+    fn drop(&mut self) {
+        metrics::gauge!("rollcall_watchers").decrement(1.0);
+    }
+}
+
 impl Watch {
     /// The next update; `None` once the registry shuts down.
     pub async fn next(&mut self) -> Option<WatchUpdate> {
@@ -469,9 +478,9 @@ impl Watch {
             Err(broadcast::error::RecvError::Lagged(skipped)) => {
                 tracing::warn!(skipped, "watcher fell behind; resyncing with a snapshot");
                 metrics::counter!("rollcall_watch_resyncs_total").increment(1);
-                let fresh = self.registry.watch();
-                self.rx = fresh.rx;
-                fresh.pending.map(WatchUpdate::Snapshot)
+                let mut fresh = self.registry.watch();
+                std::mem::swap(&mut self.rx, &mut fresh.rx);
+                fresh.pending.take().map(WatchUpdate::Snapshot)
             }
             Err(broadcast::error::RecvError::Closed) => None,
         }

@@ -62,6 +62,9 @@ struct SourceMeta {
     last_error: Option<String>,
     stale_deadline: Option<Instant>,
     restarts: u32,
+    /// When it was added, for the time to its first sync.
+    added: Instant,
+    counters: super::counters::SourceCounters,
 }
 
 /// An address kept by the policy, with its text and rank computed once.
@@ -162,7 +165,7 @@ impl State {
         max_staleness: Duration,
     ) -> SourceIdx {
         self.sources.push(SourceMeta {
-            name,
+            name: name.clone(),
             priority,
             class,
             max_staleness,
@@ -174,6 +177,8 @@ impl State {
             last_error: None,
             stale_deadline: None,
             restarts: 0,
+            added: Instant::now(),
+            counters: super::counters::SourceCounters::new(&name),
         });
         (self.sources.len() - 1) as SourceIdx
     }
@@ -208,6 +213,12 @@ impl State {
         if meta.class == SourceClass::Retired {
             return;
         }
+        if matches!(
+            event,
+            SourceEvent::Upsert(_) | SourceEvent::Remove { .. } | SourceEvent::Replace(_)
+        ) {
+            meta.counters.updates.increment(1);
+        }
         match event {
             SourceEvent::Upsert(o) => self.upsert(src, o, now, wall),
             SourceEvent::Remove { key } => {
@@ -238,6 +249,7 @@ impl State {
                 meta.attempted = true;
             }
             SourceEvent::Degraded { reason } => {
+                meta.counters.errors.increment(1);
                 if meta.health != Health::Degraded || meta.stale_deadline.is_none() {
                     meta.stale_deadline = Some(now + meta.max_staleness);
                 }
@@ -285,6 +297,9 @@ impl State {
 
     fn mark_synced(&mut self, src: SourceIdx, wall: SystemTime) {
         let m = &mut self.sources[src as usize];
+        if !m.synced {
+            m.counters.first_sync(m.added.elapsed());
+        }
         m.synced = true;
         m.attempted = true;
         m.last_sync = Some(wall);
@@ -1064,7 +1079,7 @@ impl State {
         for (k, c) in fresh {
             if self.conflicts.get(&k) != Some(&c) {
                 tracing::warn!(alias = %c.shared.value, kind = %c.shared.kind, disputed = %c.disputed, observations = ?c.observations, "identity conflict: not merged");
-                metrics::counter!("rollcall_identity_conflicts_total").increment(1);
+                metrics::counter!("rollcall_roster_conflicts_total").increment(1);
                 self.out.push(RosterEvent::Conflict {
                     version: self.version,
                     conflict: c.clone(),
