@@ -9,6 +9,7 @@ mod logging;
 mod reload;
 mod scrape;
 mod serve;
+mod watch;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -56,6 +57,21 @@ enum Command {
         #[arg(long)]
         listen: Option<std::net::SocketAddr>,
     },
+    /// Follow the roster live: a table marking joins, changes and leaves, or JSON lines.
+    Watch {
+        /// Run the sources of this config file here.
+        #[arg(short, long, conflicts_with = "url")]
+        config: Option<PathBuf>,
+        /// Follow a running `rollcall run` instead, e.g. http://127.0.0.1:7373.
+        #[arg(long)]
+        url: Option<String>,
+        /// Bearer token for `--url` (or ROLLCALL_TOKEN).
+        #[arg(long, env = "ROLLCALL_TOKEN", hide_env_values = true)]
+        token: Option<String>,
+        /// One JSON event per line instead of the table.
+        #[arg(long)]
+        json: bool,
+    },
     /// Announce [local] through the configured sources until SIGINT/SIGTERM, then say goodbye.
     Agent {
         /// Configuration file (TOML); without it, only `ROLLCALL__...` variables configure rollcall.
@@ -85,7 +101,7 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let default_level = match cli.command {
-        Command::Peers { .. } | Command::CheckConfig { .. } => "warn",
+        Command::Peers { .. } | Command::CheckConfig { .. } | Command::Watch { .. } => "warn",
         Command::Agent { .. } | Command::Compare { .. } | Command::Run { .. } => "info",
     };
     logging::init(cli.log_format, default_level);
@@ -105,6 +121,18 @@ fn main() -> ExitCode {
             Command::Agent { config } => agent(config.as_deref()).await,
             Command::Run { config, listen } => run(config.as_deref(), listen).await,
             Command::CheckConfig { files } => check_config(&files),
+            Command::Watch {
+                config,
+                url,
+                token,
+                json,
+            } => {
+                let feed = match url {
+                    Some(u) => watch::Feed::Url(u, token),
+                    None => watch::Feed::Config(load(config.as_deref())?),
+                };
+                watch::run(feed, json).await.map(|()| ExitCode::SUCCESS)
+            }
             Command::Compare {
                 scenario,
                 json,
@@ -312,7 +340,7 @@ async fn run(path: Option<&std::path::Path>, listen: Option<std::net::SocketAddr
     Ok(ExitCode::SUCCESS)
 }
 
-async fn wait_for_signal() {
+pub(crate) async fn wait_for_signal() {
     use tokio::signal::unix::{signal, SignalKind};
     match signal(SignalKind::terminate()) {
         Ok(mut term) => {
