@@ -129,7 +129,7 @@ fn main() -> ExitCode {
             } => {
                 let feed = match url {
                     Some(u) => watch::Feed::Url(u, token),
-                    None => watch::Feed::Config(load(config.as_deref())?),
+                    None => watch::Feed::Config(Box::new(load(config.as_deref())?)),
                 };
                 watch::run(feed, json).await.map(|()| ExitCode::SUCCESS)
             }

@@ -24,7 +24,7 @@ const MAX_SSE_LINE: usize = 4 * 1024 * 1024;
 #[derive(Debug)]
 pub enum Feed {
     /// Run the sources of this config here.
-    Config(rollcall::config::Config),
+    Config(Box<rollcall::config::Config>),
     /// Follow a daemon: base URL and optional bearer token.
     Url(String, Option<String>),
 }
