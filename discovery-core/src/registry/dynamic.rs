@@ -139,3 +139,86 @@ impl Registry {
         true
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{Alias, AliasKind, Observation};
+    use crate::roster::RosterEvent;
+    use crate::source::SourceError;
+    use crate::RegistryBuilder;
+    use crate::WatchUpdate;
+
+    /// Reports one peer, then waits for shutdown.
+    struct One(&'static str);
+
+    #[async_trait::async_trait]
+    impl DiscoverySource for One {
+        async fn run(&self, ctx: SourceContext) -> Result<(), SourceError> {
+            let o = Observation {
+                key: self.0.into(),
+                aliases: vec![Alias::new(AliasKind::AgentId, self.0)],
+                ..Default::default()
+            };
+            let _ = ctx.events.replace(vec![o]).await;
+            ctx.shutdown.cancelled().await;
+            Ok(())
+        }
+    }
+
+    async fn settle() {
+        for _ in 0..20 {
+            tokio::task::yield_now().await;
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn added_sources_run_and_removed_ones_take_only_their_peers_along() {
+        let reg = RegistryBuilder::new(Default::default())
+            .source("a", SourceOptions::default(), One("walnut"))
+            .start()
+            .unwrap();
+        settle().await;
+        let mut watch = reg.watch();
+        assert!(matches!(watch.next().await, Some(WatchUpdate::Snapshot(_))));
+        reg.add_source("b", SourceOptions::default(), Arc::new(One("hazel")))
+            .unwrap();
+        assert!(matches!(
+            reg.add_source("b", SourceOptions::default(), Arc::new(One("x"))),
+            Err(RegistryError::DuplicateSource(_))
+        ));
+        settle().await;
+        assert_eq!(reg.source_names(), ["a", "b"]);
+        let ids = |r: &Registry| -> Vec<String> {
+            r.snapshot().peers.iter().map(|p| p.id.clone()).collect()
+        };
+        assert_eq!(ids(&reg), ["hazel", "walnut"]);
+        assert!(reg.remove_source("a").await);
+        assert!(!reg.remove_source("a").await);
+        assert_eq!(ids(&reg), ["hazel"]);
+        assert_eq!(reg.source_names(), ["b"]);
+        let names: Vec<String> = reg.sources().into_iter().map(|s| s.name).collect();
+        assert_eq!(names, ["b"]);
+        // The watcher saw hazel join and walnut leave, nothing else.
+        let mut seen = Vec::new();
+        for _ in 0..2 {
+            match watch.next().await {
+                Some(WatchUpdate::Event(RosterEvent::Joined { peer, .. })) => {
+                    seen.push(format!("+{}", peer.id))
+                }
+                Some(WatchUpdate::Event(RosterEvent::Left { peer, .. })) => {
+                    seen.push(format!("-{}", peer.id))
+                }
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+        assert_eq!(seen, ["+hazel", "-walnut"]);
+        // A source of the removed name can come back, in a fresh slot.
+        reg.add_source("a", SourceOptions::default(), Arc::new(One("walnut")))
+            .unwrap();
+        settle().await;
+        assert_eq!(ids(&reg), ["hazel", "walnut"]);
+        reg.shutdown().await;
+    }
+}
