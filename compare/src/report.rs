@@ -605,3 +605,58 @@ mod plot_tests {
         assert_eq!(json["backends"][1]["final_found"], 0);
     }
 }
+
+#[cfg(test)]
+mod anchor_tests {
+    use super::*;
+
+    fn row(name: &str, anchor: bool, full: Option<i64>, join: Option<i64>) -> Row {
+        Row {
+            name: name.into(),
+            kind: "k".into(),
+            baseline: false,
+            anchor,
+            vs_anchor: None,
+            note: None,
+            error: None,
+            body: Body::Measured(Box::new(Metrics {
+                time_to_full_ms: full,
+                arrival_detect_ms: join,
+                ..Default::default()
+            })),
+            cpu_ms: None,
+            peak_rss_kib: None,
+        }
+    }
+
+    #[test]
+    fn ratios_are_to_the_best_anchor_at_each_figure() {
+        let mut rows = vec![
+            row("a1", true, Some(6000), Some(60_000)),
+            row("a2", true, Some(5400), None),
+            row("rc", false, Some(340), Some(2600)),
+            row("slow", false, None, Some(0)),
+        ];
+        add_anchor_ratios(&mut rows);
+        assert!(rows[0].vs_anchor.is_none() && rows[1].vs_anchor.is_none());
+        let rc = rows[2].vs_anchor.clone().unwrap();
+        assert!((rc.full.unwrap() - 5400.0 / 340.0).abs() < 1e-9);
+        assert_eq!(rc.full_anchor.as_deref(), Some("a2"));
+        assert!((rc.join.unwrap() - 60_000.0 / 2600.0).abs() < 1e-9);
+        assert_eq!(rc.join_anchor.as_deref(), Some("a1"));
+        assert_eq!(rc.leave, None);
+        let slow = rows[3].vs_anchor.clone().unwrap();
+        assert_eq!(slow.full, None);
+        // 0 ms counts as 1 ms: no division by zero.
+        assert_eq!(slow.join, Some(60_000.0));
+        assert_eq!(times(rc.full), "16×");
+        assert_eq!(times(Some(0.5)), "0.5×");
+    }
+
+    #[test]
+    fn no_anchor_no_ratio() {
+        let mut rows = vec![row("rc", false, Some(340), None)];
+        add_anchor_ratios(&mut rows);
+        assert!(rows[0].vs_anchor.is_none());
+    }
+}

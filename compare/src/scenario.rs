@@ -679,6 +679,26 @@ backend = "nats"
     }
 
     #[test]
+    fn anchors_parse_and_need_the_swarm() {
+        let swarm = GOOD
+            .replace("environment = \"local\"", "environment = \"swarm\"")
+            + "[[backends]]\nname = \"prom\"\nanchor = { sd = \"dockerswarm\", refresh = \"1s\" }\n";
+        let sc = Scenario::parse("t.toml", &swarm).unwrap();
+        let a = sc.backends[2].anchor.as_ref().unwrap();
+        assert_eq!(a.sd, AnchorSd::Dockerswarm);
+        assert_eq!(a.refresh, Some(Duration::from_secs(1)));
+        assert_eq!(a.poll, Duration::from_millis(100));
+        let local = GOOD.to_owned() + "[[backends]]\nname = \"prom\"\nanchor = { sd = \"dns\" }\n";
+        assert!(Scenario::parse("t.toml", &local)
+            .unwrap_err()
+            .contains("backends[2].anchor"));
+        let both = swarm.replace("refresh = \"1s\" }", "refresh = \"1s\" }\nhttp_vip = { polls = 1 }");
+        assert!(Scenario::parse("t.toml", &both).unwrap_err().contains("backends[2]"));
+        let bad = swarm.replace("dockerswarm", "consul");
+        assert!(Scenario::parse("t.toml", &bad).unwrap_err().contains("sd"));
+    }
+
+    #[test]
     fn netns_prefix() {
         let n = NetnsSpec::default();
         assert_eq!(n.prefix().unwrap(), (10, 213));
