@@ -34,6 +34,7 @@ if ! skipping ROLLCALL_SKIP_DOCKER; then
   command -v haproxy >/dev/null || pkgs+=(haproxy)
   command -v openssl >/dev/null || pkgs+=(openssl)
   command -v nsenter >/dev/null || pkgs+=(util-linux)
+  command -v prometheus >/dev/null || pkgs+=(prometheus)
 fi
 if ! skipping ROLLCALL_SKIP_NETNS || ! skipping ROLLCALL_SKIP_DOCKER; then
   command -v ip >/dev/null || pkgs+=(iproute2)
