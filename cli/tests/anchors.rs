@@ -22,15 +22,15 @@ fn docker_or_skip() -> bool {
     }
     let fix = "run `scripts/docker-rig.sh && scripts/docker-rig.sh image agent` as root and `apt-get install -y prometheus`, or set ROLLCALL_SKIP_DOCKER=1 to skip";
     assert!(have("docker"), "this test needs the docker CLI: {fix}");
-    assert!(have("prometheus"), "this test needs Debian's prometheus: {fix}");
+    assert!(
+        have("prometheus"),
+        "this test needs Debian's prometheus: {fix}"
+    );
     let img = Command::new("docker")
         .args(["image", "inspect", "rollcall-agent:test"])
         .output()
         .expect("docker runs");
-    assert!(
-        img.status.success(),
-        "no rollcall-agent:test image: {fix}"
-    );
+    assert!(img.status.success(), "no rollcall-agent:test image: {fix}");
     true
 }
 
@@ -104,5 +104,8 @@ fn every_anchor_row_measures_something_or_says_why_not() {
         ratio.is_some_and(|r| r > 0.0),
         "swarm-api has a ratio to the best anchor's time to full roster: {api}"
     );
-    assert!(stdout.contains("(anchor)"), "the table marks anchors:\n{stdout}");
+    assert!(
+        stdout.contains("(anchor)"),
+        "the table marks anchors:\n{stdout}"
+    );
 }

@@ -349,12 +349,17 @@ async fn run_anchor(p: &PrometheusRun, out: &Emitter, roster: Roster) -> Result<
     let config = dir.join("prometheus.yml");
     std::fs::write(&config, &p.config)?;
     // A free port for its API (bound then released: Prometheus binds it again).
-    let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
     let log = std::fs::File::create(dir.join("prometheus.log"))?;
     let mut cmd = tokio::process::Command::new(&p.binary);
     cmd.arg(format!("--config.file={}", config.display()))
         .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-        .arg(format!("--storage.tsdb.path={}", dir.join("data").display()))
+        .arg(format!(
+            "--storage.tsdb.path={}",
+            dir.join("data").display()
+        ))
         .arg("--log.level=info")
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::null())
@@ -401,27 +406,55 @@ async fn run_anchor(p: &PrometheusRun, out: &Emitter, roster: Roster) -> Result<
                 let t = wire::now_us();
                 let health = match &answer {
                     Ok(_) => ("ok".to_owned(), None),
-                    Err(e) if last_health.is_none() || last_health.as_ref().is_some_and(|h| h.0 == "starting") => {
-                        ("starting".to_owned(), Some(format!("prometheus not answering yet: {e}")))
+                    Err(e)
+                        if last_health.is_none()
+                            || last_health.as_ref().is_some_and(|h| h.0 == "starting") =>
+                    {
+                        (
+                            "starting".to_owned(),
+                            Some(format!("prometheus not answering yet: {e}")),
+                        )
                     }
                     Err(e) => ("degraded".to_owned(), Some(e.clone())),
                 };
                 if last_health.as_ref() != Some(&health) {
-                    out.send(&Out::Health { t, health: health.0.clone(), synced: health.0 == "ok", error: health.1.clone() }).await;
+                    out.send(&Out::Health {
+                        t,
+                        health: health.0.clone(),
+                        synced: health.0 == "ok",
+                        error: health.1.clone(),
+                    })
+                    .await;
                     last_health = Some(health);
                 }
                 // A failed read keeps the last good set.
                 let Ok(now) = answer else { continue };
                 let mut g = roster.lock().await;
-                let gone: Vec<String> = g.keys().filter(|k| !now.contains_key(*k)).cloned().collect();
+                let gone: Vec<String> = g
+                    .keys()
+                    .filter(|k| !now.contains_key(*k))
+                    .cloned()
+                    .collect();
                 for id in gone {
                     g.remove(&id);
                     out.send(&Out::Left { t, id }).await;
                 }
                 for (id, peer) in now {
                     match g.get(&id) {
-                        None => out.send(&Out::Joined { t, peer: peer.clone() }).await,
-                        Some(old) if *old != peer => out.send(&Out::Updated { t, peer: peer.clone() }).await,
+                        None => {
+                            out.send(&Out::Joined {
+                                t,
+                                peer: peer.clone(),
+                            })
+                            .await
+                        }
+                        Some(old) if *old != peer => {
+                            out.send(&Out::Updated {
+                                t,
+                                peer: peer.clone(),
+                            })
+                            .await
+                        }
                         Some(_) => continue,
                     }
                     g.insert(id, peer);

@@ -172,7 +172,9 @@ impl Disc {
         env.discoverer_gone(&self.spec.name, self.generation).await;
         if self.spec.anchor.is_some() {
             // If the child died without cleaning up, its Prometheus goes now.
-            let pid = dir.join(format!("anchor-{}", self.spec.name)).join("prometheus.pid");
+            let pid = dir
+                .join(format!("anchor-{}", self.spec.name))
+                .join("prometheus.pid");
             discoverer::kill_stale(&pid).await;
         }
     }
@@ -714,7 +716,11 @@ async fn measure(sc: &Scenario, env: &mut Env, dir: &Path, ui: &Ui) -> Result<Ou
             baseline: d.spec.baseline,
             anchor: d.spec.anchor.is_some(),
             vs_anchor: None,
-            note: d.spec.note.clone().or_else(|| d.spec.anchor.as_ref().map(anchor::note)),
+            note: d
+                .spec
+                .note
+                .clone()
+                .or_else(|| d.spec.anchor.as_ref().map(anchor::note)),
             error,
             body,
             cpu_ms,

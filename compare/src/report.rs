@@ -296,12 +296,9 @@ fn cells(r: &Row) -> Vec<String> {
         match (&r.vs_anchor, r.anchor) {
             (_, true) => "(anchor)".into(),
             (None, false) => "-".into(),
-            (Some(v), false) => format!(
-                "{} / {} / {}",
-                times(v.full),
-                times(v.join),
-                times(v.leave)
-            ),
+            (Some(v), false) => {
+                format!("{} / {} / {}", times(v.full), times(v.join), times(v.leave))
+            }
         },
     ]
 }

@@ -692,8 +692,13 @@ backend = "nats"
         assert!(Scenario::parse("t.toml", &local)
             .unwrap_err()
             .contains("backends[2].anchor"));
-        let both = swarm.replace("refresh = \"1s\" }", "refresh = \"1s\" }\nhttp_vip = { polls = 1 }");
-        assert!(Scenario::parse("t.toml", &both).unwrap_err().contains("backends[2]"));
+        let both = swarm.replace(
+            "refresh = \"1s\" }",
+            "refresh = \"1s\" }\nhttp_vip = { polls = 1 }",
+        );
+        assert!(Scenario::parse("t.toml", &both)
+            .unwrap_err()
+            .contains("backends[2]"));
         let bad = swarm.replace("dockerswarm", "consul");
         assert!(Scenario::parse("t.toml", &bad).unwrap_err().contains("sd"));
     }
