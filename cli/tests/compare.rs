@@ -5,7 +5,6 @@
 //! Needs nats-server (`apt-get install -y nats-server`); set
 //! `ROLLCALL_SKIP_NATS=1` to skip on purpose. haproxy (for the baseline row)
 //! is optional here: without it the row reports why it could not run.
-#![cfg(all(feature = "nats", feature = "static"))]
 
 use std::path::Path;
 use std::process::Command;

@@ -12,7 +12,7 @@ use discovery_core::{Multiaddr, RosterEvent, WatchUpdate};
 use futures::StreamExt;
 use tokio::sync::{mpsc, Mutex};
 
-use super::scenario::{DiscovererSpec, HttpVipSpec};
+use super::scenario::{DiscovererSpec, HttpVipSpec, PrometheusRun};
 use super::wire::{self, AddrCheck, Cmd, Out, WirePeer};
 use super::BoxError;
 use rollcall::config::Config;
@@ -23,6 +23,9 @@ const OUT_QUEUE: usize = 65_536;
 const CHECK_CONCURRENCY: usize = 32;
 
 type Roster = Arc<Mutex<BTreeMap<String, WirePeer>>>;
+
+/// The anchor's Prometheus, once started (its usage is part of the row's).
+static PROMETHEUS_PID: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
 
 struct Emitter(mpsc::Sender<String>);
 
@@ -55,11 +58,12 @@ pub(crate) async fn run(spec: DiscovererSpec) -> Result<(), BoxError> {
     });
     let out = Emitter(tx);
     let roster: Roster = Arc::new(Mutex::new(BTreeMap::new()));
-    let result = match (&spec.config, &spec.url, &spec.http_vip) {
-        (Some(config), None, None) => run_registry(&spec.name, config, &out, roster).await,
-        (None, Some(url), Some(vip)) => run_http_vip(url, vip, &out, roster).await,
+    let result = match (&spec.config, &spec.url, &spec.http_vip, &spec.prometheus) {
+        (Some(config), None, None, None) => run_registry(&spec.name, config, &out, roster).await,
+        (None, Some(url), Some(vip), None) => run_http_vip(url, vip, &out, roster).await,
+        (None, None, None, Some(p)) => run_anchor(p, &out, roster).await,
         _ => Err(format!(
-            "discoverer `{}`: give either `config` or `url` with `http_vip`",
+            "discoverer `{}`: give either `config`, `url` with `http_vip`, or `prometheus`",
             spec.name
         )
         .into()),
@@ -76,7 +80,13 @@ pub(crate) async fn run(spec: DiscovererSpec) -> Result<(), BoxError> {
 }
 
 async fn usage(out: &Emitter) {
-    let (cpu_ms, peak_rss_kib) = wire::self_usage();
+    let (mut cpu_ms, mut peak_rss_kib) = wire::self_usage();
+    // An anchor's cost is Prometheus's too: its CPU added, the larger peak.
+    if let Some(pid) = PROMETHEUS_PID.get() {
+        let (c, p) = wire::usage_of(&pid.to_string());
+        cpu_ms = cpu_ms.zip(c).map(|(a, b)| a + b);
+        peak_rss_kib = peak_rss_kib.zip(p).map(|(a, b)| a.max(b));
+    }
     out.send(&Out::Usage {
         cpu_ms,
         peak_rss_kib,
@@ -325,6 +335,165 @@ async fn run_http_vip(
     stop.cancel();
     let _ = poller.await;
     Ok(())
+}
+
+/// The Prometheus anchor: starts `prometheus` with the generated config (its
+/// start is the cold start, as a discoverer's is) and turns every change of
+/// its active targets into roster lines.
+async fn run_anchor(p: &PrometheusRun, out: &Emitter, roster: Roster) -> Result<(), BoxError> {
+    let dir = std::path::PathBuf::from(&p.dir);
+    let pid_file = dir.join("prometheus.pid");
+    kill_stale(&pid_file).await;
+    let _ = std::fs::remove_dir_all(dir.join("data"));
+    std::fs::create_dir_all(dir.join("data"))?;
+    let config = dir.join("prometheus.yml");
+    std::fs::write(&config, &p.config)?;
+    // A free port for its API (bound then released: Prometheus binds it again).
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
+    let log = std::fs::File::create(dir.join("prometheus.log"))?;
+    let mut cmd = tokio::process::Command::new(&p.binary);
+    cmd.arg(format!("--config.file={}", config.display()))
+        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+        .arg(format!(
+            "--storage.tsdb.path={}",
+            dir.join("data").display()
+        ))
+        .arg("--log.level=info")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(log)
+        .kill_on_drop(true);
+    out.send(&Out::Started { t: wire::now_us() }).await;
+    let mut child = cmd.spawn().map_err(|e| {
+        format!(
+            "cannot start `{}`: {e} (install it: apt-get install -y prometheus)",
+            p.binary
+        )
+    })?;
+    if let Some(pid) = child.id() {
+        // The harness kills it by this pid if this process dies without cleaning up.
+        std::fs::write(&pid_file, pid.to_string())?;
+        let _ = PROMETHEUS_PID.set(pid);
+    }
+    let url = format!("http://127.0.0.1:{port}/api/v1/targets?state=active");
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(2))
+        .build()?;
+    let stop = tokio_util::sync::CancellationToken::new();
+    let poller = {
+        let stop = stop.clone();
+        let roster = roster.clone();
+        let out = Emitter(out.0.clone());
+        let every = p.poll;
+        async move {
+            let mut last_health: Option<(String, Option<String>)> = None;
+            let mut tick = tokio::time::interval(every);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tokio::select! {
+                    _ = stop.cancelled() => return,
+                    _ = tick.tick() => {}
+                }
+                let answer = async {
+                    let r = client.get(&url).send().await?.error_for_status()?;
+                    r.json::<serde_json::Value>().await
+                }
+                .await
+                .map_err(|e| e.to_string())
+                .and_then(|v| super::anchor::targets(&v));
+                let t = wire::now_us();
+                let health = match &answer {
+                    Ok(_) => ("ok".to_owned(), None),
+                    Err(e)
+                        if last_health.is_none()
+                            || last_health.as_ref().is_some_and(|h| h.0 == "starting") =>
+                    {
+                        (
+                            "starting".to_owned(),
+                            Some(format!("prometheus not answering yet: {e}")),
+                        )
+                    }
+                    Err(e) => ("degraded".to_owned(), Some(e.clone())),
+                };
+                if last_health.as_ref() != Some(&health) {
+                    out.send(&Out::Health {
+                        t,
+                        health: health.0.clone(),
+                        synced: health.0 == "ok",
+                        error: health.1.clone(),
+                    })
+                    .await;
+                    last_health = Some(health);
+                }
+                // A failed read keeps the last good set.
+                let Ok(now) = answer else { continue };
+                let mut g = roster.lock().await;
+                let gone: Vec<String> = g
+                    .keys()
+                    .filter(|k| !now.contains_key(*k))
+                    .cloned()
+                    .collect();
+                for id in gone {
+                    g.remove(&id);
+                    out.send(&Out::Left { t, id }).await;
+                }
+                for (id, peer) in now {
+                    match g.get(&id) {
+                        None => {
+                            out.send(&Out::Joined {
+                                t,
+                                peer: peer.clone(),
+                            })
+                            .await
+                        }
+                        Some(old) if *old != peer => {
+                            out.send(&Out::Updated {
+                                t,
+                                peer: peer.clone(),
+                            })
+                            .await
+                        }
+                        Some(_) => continue,
+                    }
+                    g.insert(id, peer);
+                }
+            }
+        }
+    };
+    let poller = tokio::spawn(poller);
+    let served = tokio::select! {
+        r = serve_commands(out, &roster) => Some(r),
+        status = child.wait() => {
+            stop.cancel();
+            let _ = poller.await;
+            let _ = std::fs::remove_file(&pid_file);
+            let tail = std::fs::read_to_string(dir.join("prometheus.log")).unwrap_or_default();
+            let tail: Vec<&str> = tail.lines().rev().take(2).collect();
+            return Err(format!("prometheus exited ({}): {}", status.map(|s| s.to_string()).unwrap_or_default(), tail.join(" | ")).into());
+        }
+    };
+    if served == Some(false) {
+        usage(out).await;
+    }
+    stop.cancel();
+    let _ = poller.await;
+    let _ = child.start_kill();
+    let _ = child.wait().await;
+    let _ = std::fs::remove_file(&pid_file);
+    Ok(())
+}
+
+/// Kills a Prometheus a previous discoverer of this row left behind.
+pub(crate) async fn kill_stale(pid_file: &std::path::Path) {
+    if let Some(pid) = std::fs::read_to_string(pid_file)
+        .ok()
+        .and_then(|s| s.trim().parse::<u32>().ok())
+    {
+        let _ = super::env::signal(pid, "KILL").await;
+        let _ = std::fs::remove_file(pid_file);
+    }
 }
 
 /// Host and port of an address, as an HTTP authority (`[v6]` bracketed).

@@ -11,6 +11,7 @@
 //! ground truth (see `analyze`).
 
 mod analyze;
+mod anchor;
 mod discoverer;
 mod env;
 mod report;
@@ -122,7 +123,11 @@ impl Disc {
 
     async fn spawn(&mut self, env: &mut Env, dir: &Path) -> Result<(), BoxError> {
         let log = std::fs::File::create(self.log_path(dir))?;
-        let mut cmd = env.discoverer(&self.spec.name, self.generation, &self.spec_path);
+        let mut cmd = if self.spec.anchor.is_some() {
+            env.anchor_discoverer(&self.spec_path)?
+        } else {
+            env.discoverer(&self.spec.name, self.generation, &self.spec_path)
+        };
         cmd.env("RUST_LOG", "warn")
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -152,7 +157,7 @@ impl Disc {
     }
 
     /// Asks the child to stop (it reports its usage first), waits, kills if it must.
-    async fn stop(&mut self, env: &mut Env) {
+    async fn stop(&mut self, env: &mut Env, dir: &Path) {
         let asked = self.send(&Cmd::Stop);
         self.stdin = None;
         if let Some(mut child) = self.child.take() {
@@ -165,6 +170,13 @@ impl Disc {
             let _ = tokio::task::spawn_blocking(move || r.join()).await;
         }
         env.discoverer_gone(&self.spec.name, self.generation).await;
+        if self.spec.anchor.is_some() {
+            // If the child died without cleaning up, its Prometheus goes now.
+            let pid = dir
+                .join(format!("anchor-{}", self.spec.name))
+                .join("prometheus.pid");
+            discoverer::kill_stale(&pid).await;
+        }
     }
 
     fn log_tail(&self, dir: &Path) -> String {
@@ -317,6 +329,7 @@ fn discoverer_spec(
     b: &BackendSpec,
     vars: &BTreeMap<&'static str, String>,
     vip: &Result<String, String>,
+    dir: &Path,
 ) -> Result<(String, DiscovererSpec), String> {
     if let Some(v) = &b.http_vip {
         let url = vip.clone().map_err(|e| format!("no load balancer: {e}"))?;
@@ -327,6 +340,20 @@ fn discoverer_spec(
                 config: None,
                 url: Some(url),
                 http_vip: Some(v.clone()),
+                prometheus: None,
+            },
+        ));
+    }
+    if let Some(a) = &b.anchor {
+        let run = anchor::prometheus_run(&b.name, a, vars, dir)?;
+        return Ok((
+            a.sd.kind().into(),
+            DiscovererSpec {
+                name: b.name.clone(),
+                config: None,
+                url: None,
+                http_vip: None,
+                prometheus: Some(run),
             },
         ));
     }
@@ -361,6 +388,7 @@ fn discoverer_spec(
             config: Some(text),
             url: None,
             http_vip: None,
+            prometheus: None,
         },
     ))
 }
@@ -423,7 +451,7 @@ async fn measure(sc: &Scenario, env: &mut Env, dir: &Path, ui: &Ui) -> Result<Ou
     let mut discs = Vec::new();
     for b in &sc.backends {
         let spec_path = dir.join(format!("disc-{}.toml", b.name));
-        let (kind, unusable) = match discoverer_spec(b, &vars, &vip) {
+        let (kind, unusable) = match discoverer_spec(b, &vars, &vip, dir) {
             Ok((kind, spec)) => {
                 std::fs::write(
                     &spec_path,
@@ -630,7 +658,7 @@ async fn measure(sc: &Scenario, env: &mut Env, dir: &Path, ui: &Ui) -> Result<Ou
     }
     for d in discs.iter_mut() {
         if d.child.is_some() {
-            d.stop(env).await;
+            d.stop(env, dir).await;
         }
     }
 
@@ -686,7 +714,13 @@ async fn measure(sc: &Scenario, env: &mut Env, dir: &Path, ui: &Ui) -> Result<Ou
             name: d.spec.name.clone(),
             kind: d.kind.clone(),
             baseline: d.spec.baseline,
-            note: d.spec.note.clone(),
+            anchor: d.spec.anchor.is_some(),
+            vs_anchor: None,
+            note: d
+                .spec
+                .note
+                .clone()
+                .or_else(|| d.spec.anchor.as_ref().map(anchor::note)),
             error,
             body,
             cpu_ms,
@@ -711,6 +745,7 @@ async fn measure(sc: &Scenario, env: &mut Env, dir: &Path, ui: &Ui) -> Result<Ou
         }
     }
 
+    report::add_anchor_ratios(&mut rows);
     Ok(Output {
         scenario: sc.name.clone(),
         description: sc.description.clone(),

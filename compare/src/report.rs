@@ -86,6 +86,11 @@ pub(crate) struct Row {
     #[serde(rename = "type")]
     pub kind: String,
     pub baseline: bool,
+    /// An anchor: the discovery operators already run (Prometheus's SD).
+    pub anchor: bool,
+    /// This row against the best anchor of the same run (`add_anchor_ratios`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub vs_anchor: Option<VsAnchor>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub note: Option<String>,
     /// Why it could not run (then there are no numbers, only what it found).
@@ -112,6 +117,64 @@ impl Row {
             Body::Measured(m) => (&m.timeline, m.t0_offset_ms),
             Body::Failed(f) => (&f.timeline, 0),
         }
+    }
+}
+
+/// How many times faster than the best anchor of the run a row is: the
+/// anchor's time divided by this row's (2.0 = twice as fast; below 1 slower).
+/// Each figure compares with the anchor best at that figure; `None` when
+/// either side has no number.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub(crate) struct VsAnchor {
+    /// Time to the full roster from cold: anchor / row.
+    pub full: Option<f64>,
+    /// Worst time to list an arrival.
+    pub join: Option<f64>,
+    /// Worst time to notice a departure.
+    pub leave: Option<f64>,
+    /// The anchor rows each figure is relative to.
+    pub full_anchor: Option<String>,
+    pub join_anchor: Option<String>,
+    pub leave_anchor: Option<String>,
+}
+
+/// Fills in `vs_anchor` of every non-anchor row, relative to the best anchor.
+pub(crate) fn add_anchor_ratios(rows: &mut [Row]) {
+    let best = |f: fn(&Metrics) -> Option<i64>| -> Option<(i64, String)> {
+        rows.iter()
+            .filter(|r| r.anchor)
+            .filter_map(|r| Some((f(r.metrics()?)?, r.name.clone())))
+            .min_by_key(|(v, _)| *v)
+    };
+    let full = best(|m| m.time_to_full_ms);
+    let join = best(|m| m.arrival_detect_ms);
+    let leave = best(|m| m.departure_detect_ms);
+    if full.is_none() && join.is_none() && leave.is_none() {
+        return;
+    }
+    let ratio = |anchor: &Option<(i64, String)>, mine: Option<i64>| {
+        let (a, _) = anchor.as_ref()?;
+        // Below a millisecond is the resolution of the figures: count it as 1 ms.
+        Some(*a as f64 / mine?.max(1) as f64)
+    };
+    for r in rows.iter_mut().filter(|r| !r.anchor) {
+        let Some(m) = r.metrics() else { continue };
+        r.vs_anchor = Some(VsAnchor {
+            full: ratio(&full, m.time_to_full_ms),
+            join: ratio(&join, m.arrival_detect_ms),
+            leave: ratio(&leave, m.departure_detect_ms),
+            full_anchor: full.as_ref().map(|a| a.1.clone()),
+            join_anchor: join.as_ref().map(|a| a.1.clone()),
+            leave_anchor: leave.as_ref().map(|a| a.1.clone()),
+        });
+    }
+}
+
+fn times(v: Option<f64>) -> String {
+    match v {
+        None => "-".into(),
+        Some(v) if v >= 10.0 => format!("{v:.0}×"),
+        Some(v) => format!("{v:.1}×"),
     }
 }
 
@@ -153,7 +216,7 @@ fn share(v: Option<f64>) -> String {
 }
 
 /// Column headers of the table (terminal and RESULTS.md).
-const HEADER: [&str; 15] = [
+const HEADER: [&str; 16] = [
     "backend",
     "found",
     "compl.",
@@ -169,14 +232,11 @@ const HEADER: [&str; 15] = [
     "addr valid",
     "cpu",
     "peak mem",
+    "vs best anchor (full/join/leave)",
 ];
 
 fn cells(r: &Row) -> Vec<String> {
-    let name = if r.baseline {
-        format!("{} (baseline)", r.name)
-    } else {
-        r.name.clone()
-    };
+    let name = label(r);
     let Some(m) = r.metrics() else {
         let found = match &r.body {
             Body::Failed(f) => format!("{}/{}", f.final_found, f.expected),
@@ -233,7 +293,24 @@ fn cells(r: &Row) -> Vec<String> {
         }),
         r.peak_rss_kib
             .map_or("-".into(), |k| format!("{:.1} MiB", k as f64 / 1024.0)),
+        match (&r.vs_anchor, r.anchor) {
+            (_, true) => "(anchor)".into(),
+            (None, false) => "-".into(),
+            (Some(v), false) => {
+                format!("{} / {} / {}", times(v.full), times(v.join), times(v.leave))
+            }
+        },
     ]
+}
+
+fn label(r: &Row) -> String {
+    if r.baseline {
+        format!("{} (baseline)", r.name)
+    } else if r.anchor {
+        format!("{} (anchor)", r.name)
+    } else {
+        r.name.clone()
+    }
 }
 
 /// The table for a terminal.
@@ -331,7 +408,9 @@ pub(crate) fn plot(out: &Output, path: &Path) -> Result<(), BoxError> {
         let width = 2 + 2 * (n - 1 - i as u32);
         let (tl, offset) = r.timeline();
         let pts = step(tl, offset, end_s);
-        let label = if r.baseline {
+        let label = if r.anchor {
+            format!("{} (anchor)", r.name)
+        } else if r.baseline {
             format!("{} (baseline)", r.name)
         } else if r.error.is_some() {
             format!("{} (could not run)", r.name)
@@ -470,6 +549,8 @@ mod plot_tests {
                     name: "nats".into(),
                     kind: "nats".into(),
                     baseline: false,
+                    anchor: false,
+                    vs_anchor: None,
                     note: None,
                     error: None,
                     body: Body::Measured(Box::new(measured)),
@@ -480,6 +561,8 @@ mod plot_tests {
                     name: "broken".into(),
                     kind: "swarm".into(),
                     baseline: false,
+                    anchor: false,
+                    vs_anchor: None,
                     note: None,
                     error: Some("no socket".into()),
                     body: Body::Failed(Failed {
@@ -517,5 +600,60 @@ mod plot_tests {
         assert_eq!(json["backends"][1]["error"], "no socket");
         assert!(json["backends"][1].get("completeness").is_none());
         assert_eq!(json["backends"][1]["final_found"], 0);
+    }
+}
+
+#[cfg(test)]
+mod anchor_tests {
+    use super::*;
+
+    fn row(name: &str, anchor: bool, full: Option<i64>, join: Option<i64>) -> Row {
+        Row {
+            name: name.into(),
+            kind: "k".into(),
+            baseline: false,
+            anchor,
+            vs_anchor: None,
+            note: None,
+            error: None,
+            body: Body::Measured(Box::new(Metrics {
+                time_to_full_ms: full,
+                arrival_detect_ms: join,
+                ..Default::default()
+            })),
+            cpu_ms: None,
+            peak_rss_kib: None,
+        }
+    }
+
+    #[test]
+    fn ratios_are_to_the_best_anchor_at_each_figure() {
+        let mut rows = vec![
+            row("a1", true, Some(6000), Some(60_000)),
+            row("a2", true, Some(5400), None),
+            row("rc", false, Some(340), Some(2600)),
+            row("slow", false, None, Some(0)),
+        ];
+        add_anchor_ratios(&mut rows);
+        assert!(rows[0].vs_anchor.is_none() && rows[1].vs_anchor.is_none());
+        let rc = rows[2].vs_anchor.clone().unwrap();
+        assert!((rc.full.unwrap() - 5400.0 / 340.0).abs() < 1e-9);
+        assert_eq!(rc.full_anchor.as_deref(), Some("a2"));
+        assert!((rc.join.unwrap() - 60_000.0 / 2600.0).abs() < 1e-9);
+        assert_eq!(rc.join_anchor.as_deref(), Some("a1"));
+        assert_eq!(rc.leave, None);
+        let slow = rows[3].vs_anchor.clone().unwrap();
+        assert_eq!(slow.full, None);
+        // 0 ms counts as 1 ms: no division by zero.
+        assert_eq!(slow.join, Some(60_000.0));
+        assert_eq!(times(rc.full), "16×");
+        assert_eq!(times(Some(0.5)), "0.5×");
+    }
+
+    #[test]
+    fn no_anchor_no_ratio() {
+        let mut rows = vec![row("rc", false, Some(340), None)];
+        add_anchor_ratios(&mut rows);
+        assert!(rows[0].vs_anchor.is_none());
     }
 }

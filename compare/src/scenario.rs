@@ -254,9 +254,58 @@ pub(crate) struct BackendSpec {
     /// health endpoint through a load balancer.
     #[serde(default)]
     pub http_vip: Option<HttpVipSpec>,
+    /// Instead of `source`: an anchor, the discovery operators already run
+    /// (Debian's `prometheus` with one service-discovery config).
+    #[serde(default)]
+    pub anchor: Option<AnchorSpec>,
     /// Free text, copied into the result.
     #[serde(default)]
     pub note: Option<String>,
+}
+
+/// Which Prometheus service discovery an anchor runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum AnchorSd {
+    /// `dockerswarm_sd_configs`, role `tasks`, kept to the service's running tasks.
+    Dockerswarm,
+    /// `dns_sd_configs` on `tasks.<service>` (A records), through Docker's DNS.
+    Dns,
+}
+
+impl AnchorSd {
+    pub(crate) fn kind(self) -> &'static str {
+        match self {
+            AnchorSd::Dockerswarm => "prometheus-dockerswarm-sd",
+            AnchorSd::Dns => "prometheus-dns-sd",
+        }
+    }
+}
+
+/// An anchor row: Prometheus's own service discovery, read from its
+/// `/api/v1/targets`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct AnchorSpec {
+    /// `dockerswarm` or `dns`.
+    pub sd: AnchorSd,
+    /// The SD config's `refresh_interval`; unset: Prometheus's default
+    /// (60 s for dockerswarm, 30 s for dns).
+    #[serde(default, with = "humantime_serde")]
+    pub refresh: Option<Duration>,
+    /// How often the harness reads `/api/v1/targets`.
+    #[serde(default = "default_anchor_poll", with = "humantime_serde")]
+    pub poll: Duration,
+    /// The Prometheus binary.
+    #[serde(default = "default_prometheus")]
+    pub binary: String,
+}
+
+fn default_anchor_poll() -> Duration {
+    Duration::from_millis(100)
+}
+fn default_prometheus() -> String {
+    "prometheus".to_owned()
 }
 
 /// The baseline of the context doc: poll `http://<vip>/health` and count
@@ -380,6 +429,21 @@ impl Scenario {
             }
             if !names.insert(b.name.as_str()) {
                 return Err(format!("backends[{i}].name: `{}` is used twice", b.name));
+            }
+            if b.anchor.is_some() {
+                if b.source.is_some() || b.http_vip.is_some() {
+                    return Err(format!(
+                        "backends[{i}] ({}): an `anchor` has no `source` or `http_vip`",
+                        b.name
+                    ));
+                }
+                if self.environment != EnvKind::Swarm {
+                    return Err(format!(
+                        "backends[{i}].anchor ({}): the Prometheus anchors discover a Swarm service: use environment = \"swarm\"",
+                        b.name
+                    ));
+                }
+                continue;
             }
             match (&b.source, &b.http_vip) {
                 (Some(_), Some(_)) => {
@@ -520,6 +584,24 @@ pub(crate) struct DiscovererSpec {
     /// The baseline's settings.
     #[serde(default)]
     pub http_vip: Option<HttpVipSpec>,
+    /// Or: an anchor, running Prometheus with this configuration.
+    #[serde(default)]
+    pub prometheus: Option<PrometheusRun>,
+}
+
+/// What an anchor's discoverer runs.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct PrometheusRun {
+    /// The binary.
+    pub binary: String,
+    /// `prometheus.yml` (JSON, which YAML reads).
+    pub config: String,
+    /// Reading `/api/v1/targets` this often.
+    #[serde(with = "humantime_serde")]
+    pub poll: Duration,
+    /// Where Prometheus keeps its data and its pid file.
+    pub dir: String,
 }
 
 #[cfg(test)]
@@ -597,6 +679,31 @@ backend = "nats"
     }
 
     #[test]
+    fn anchors_parse_and_need_the_swarm() {
+        let swarm = GOOD
+            .replace("environment = \"local\"", "environment = \"swarm\"")
+            + "[[backends]]\nname = \"prom\"\nanchor = { sd = \"dockerswarm\", refresh = \"1s\" }\n";
+        let sc = Scenario::parse("t.toml", &swarm).unwrap();
+        let a = sc.backends[2].anchor.as_ref().unwrap();
+        assert_eq!(a.sd, AnchorSd::Dockerswarm);
+        assert_eq!(a.refresh, Some(Duration::from_secs(1)));
+        assert_eq!(a.poll, Duration::from_millis(100));
+        let local = GOOD.to_owned() + "[[backends]]\nname = \"prom\"\nanchor = { sd = \"dns\" }\n";
+        assert!(Scenario::parse("t.toml", &local)
+            .unwrap_err()
+            .contains("backends[2].anchor"));
+        let both = swarm.replace(
+            "refresh = \"1s\" }",
+            "refresh = \"1s\" }\nhttp_vip = { polls = 1 }",
+        );
+        assert!(Scenario::parse("t.toml", &both)
+            .unwrap_err()
+            .contains("backends[2]"));
+        let bad = swarm.replace("dockerswarm", "consul");
+        assert!(Scenario::parse("t.toml", &bad).unwrap_err().contains("sd"));
+    }
+
+    #[test]
     fn netns_prefix() {
         let n = NetnsSpec::default();
         assert_eq!(n.prefix().unwrap(), (10, 213));
@@ -614,6 +721,7 @@ backend = "nats"
                 config: Some("[sources.nats]\ntype = \"nats\"\n".into()),
                 url: None,
                 http_vip: None,
+                prometheus: None,
             },
         };
         let s = toml::to_string(&f).unwrap();

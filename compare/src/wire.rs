@@ -110,7 +110,12 @@ pub(crate) enum Cmd {
 /// process, from `/proc/self/stat` (in USER_HZ = 100 ticks per second, which
 /// Linux fixes for user space) and `/proc/self/status` (`VmHWM`).
 pub(crate) fn self_usage() -> (Option<u64>, Option<u64>) {
-    let cpu = std::fs::read_to_string("/proc/self/stat")
+    usage_of("self")
+}
+
+/// The same for another process (`/proc/<pid>`).
+pub(crate) fn usage_of(pid: &str) -> (Option<u64>, Option<u64>) {
+    let cpu = std::fs::read_to_string(format!("/proc/{pid}/stat"))
         .ok()
         .and_then(|s| {
             let rest = s.rsplit_once(')')?.1;
@@ -120,7 +125,7 @@ pub(crate) fn self_usage() -> (Option<u64>, Option<u64>) {
             let stime: u64 = f.get(12)?.parse().ok()?;
             Some((utime + stime) * 10)
         });
-    let peak = std::fs::read_to_string("/proc/self/status")
+    let peak = std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()
         .and_then(|s| {
             s.lines()

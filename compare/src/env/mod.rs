@@ -87,6 +87,14 @@ impl Env {
         }
     }
 
+    /// The command that runs an anchor's discoverer child (Prometheus beside it).
+    pub(crate) fn anchor_discoverer(&mut self, spec: &Path) -> Result<Command, BoxError> {
+        match self {
+            Env::Hosts(_) => Err("the anchors run in the swarm environment only".into()),
+            Env::Swarm(s) => s.anchor_discoverer(spec),
+        }
+    }
+
     /// A discoverer child is gone: remove what is left of it.
     pub(crate) async fn discoverer_gone(&mut self, name: &str, generation: usize) {
         if let Env::Swarm(s) = self {

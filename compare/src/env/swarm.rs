@@ -309,6 +309,8 @@ impl Swarm {
             self.host.clone()
         };
         v.insert("docker_host", docker_host);
+        // The manager's socket as the host sees it (the anchors run on the host).
+        v.insert("manager", self.host.clone());
         v.insert("rundir", "/rc".to_owned());
         v
     }
@@ -587,6 +589,26 @@ impl Swarm {
             ])
             .args(["compare", "--scenario", &format!("/rc/{file}")]);
         c
+    }
+
+    /// An anchor's discoverer: this binary on the host, in the network
+    /// namespace of the infra container (on the service's overlay), with a
+    /// private mount namespace whose `/etc/resolv.conf` names Docker's embedded
+    /// DNS (127.0.0.11), so Prometheus resolves `tasks.<service>` as a
+    /// container on that network would. The Docker socket is the host's.
+    pub(crate) fn anchor_discoverer(&self, spec: &Path) -> Result<Command, BoxError> {
+        let resolv = self.dir.join("anchor-resolv.conf");
+        std::fs::write(&resolv, "nameserver 127.0.0.11\noptions ndots:0\n")?;
+        let exe = super::current_exe()?;
+        let mut c = Command::new("nsenter");
+        c.arg(format!("--net=/proc/{}/ns/net", self.infra_pid))
+            .args(["unshare", "-m", "sh", "-c"])
+            .arg(r#"mount --bind "$1" /etc/resolv.conf && exec "$2" compare --scenario "$3""#)
+            .arg("sh")
+            .arg(&resolv)
+            .arg(&exe)
+            .arg(spec);
+        Ok(c)
     }
 
     pub(crate) async fn discoverer_gone(&mut self, name: &str, generation: usize) {
