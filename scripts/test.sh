@@ -34,7 +34,6 @@ if ! skipping ROLLCALL_SKIP_DOCKER; then
   command -v haproxy >/dev/null || pkgs+=(haproxy)
   command -v openssl >/dev/null || pkgs+=(openssl)
   command -v nsenter >/dev/null || pkgs+=(util-linux)
-  command -v prometheus >/dev/null || pkgs+=(prometheus)
 fi
 # The daemon's tests: TLS certs and a real TLS client, dig, tmux, Prometheus.
 command -v openssl >/dev/null || pkgs+=(openssl)
