@@ -16,6 +16,8 @@ pub mod config;
 pub mod identity;
 pub mod model;
 mod registry;
+#[cfg(feature = "signed")]
+pub mod signed;
 pub mod roster;
 pub mod source;
 mod status;
