@@ -16,9 +16,9 @@ pub mod config;
 pub mod identity;
 pub mod model;
 mod registry;
+pub mod roster;
 #[cfg(feature = "signed")]
 pub mod signed;
-pub mod roster;
 pub mod source;
 mod status;
 

@@ -84,7 +84,10 @@ fn forged_records_are_rejected() {
         key: vec![1, 2, 3],
         sig: vec![0; 64],
     };
-    assert_eq!(check(&v, "a", 1, NOW, Some(&junk)), Err(Reason::BadSignature));
+    assert_eq!(
+        check(&v, "a", 1, NOW, Some(&junk)),
+        Err(Reason::BadSignature)
+    );
     // Valid signature, but the record claims another peer id.
     let s = sign(&id, &canon("a", 1));
     let c = canon("a", 1);
@@ -130,7 +133,10 @@ fn tofu_pins_the_first_key_and_refuses_downgrades() {
     let id = Identity::ephemeral();
     let rogue = Identity::ephemeral();
     let v = verifier(SigningConfig::default());
-    assert_eq!(check(&v, "a", 1, NOW, Some(&sign(&id, &canon("a", 1)))), Ok(()));
+    assert_eq!(
+        check(&v, "a", 1, NOW, Some(&sign(&id, &canon("a", 1)))),
+        Ok(())
+    );
     assert_eq!(v.pinned("a"), Some(id.peer_id()));
     assert_eq!(
         check(&v, "a", 1, NOW, Some(&sign(&rogue, &canon("a", 1)))),
@@ -142,8 +148,14 @@ fn tofu_pins_the_first_key_and_refuses_downgrades() {
         tofu: false,
         ..Default::default()
     });
-    assert_eq!(check(&v, "a", 1, NOW, Some(&sign(&id, &canon("a", 1)))), Ok(()));
-    assert_eq!(check(&v, "a", 1, NOW, Some(&sign(&rogue, &canon("a", 1)))), Ok(()));
+    assert_eq!(
+        check(&v, "a", 1, NOW, Some(&sign(&id, &canon("a", 1)))),
+        Ok(())
+    );
+    assert_eq!(
+        check(&v, "a", 1, NOW, Some(&sign(&rogue, &canon("a", 1)))),
+        Ok(())
+    );
 }
 
 #[test]
@@ -162,12 +174,18 @@ fn trusted_keys_bind_keys_and_ids() {
         tofu: false,
         ..Default::default()
     });
-    assert_eq!(check(&v, "a", 1, NOW, Some(&sign(&id, &canon("a", 1)))), Ok(()));
+    assert_eq!(
+        check(&v, "a", 1, NOW, Some(&sign(&id, &canon("a", 1)))),
+        Ok(())
+    );
     assert_eq!(
         check(&v, "b", 2, NOW, Some(&sign(&id, &canon("b", 2)))),
         Err(Reason::Untrusted)
     );
-    assert_eq!(check(&v, "b", 1, NOW, Some(&sign(&any, &canon("b", 1)))), Ok(()));
+    assert_eq!(
+        check(&v, "b", 1, NOW, Some(&sign(&any, &canon("b", 1)))),
+        Ok(())
+    );
     assert_eq!(
         check(&v, "c", 1, NOW, Some(&sign(&rogue, &canon("c", 1)))),
         Err(Reason::Untrusted)

@@ -69,10 +69,7 @@ mod tests {
         let a = Canonical::new("d").str("ab").str("c").finish();
         let b = Canonical::new("d").str("a").str("bc").finish();
         assert_ne!(a, b);
-        assert_ne!(
-            Canonical::new("d1").finish(),
-            Canonical::new("d2").finish()
-        );
+        assert_ne!(Canonical::new("d1").finish(), Canonical::new("d2").finish());
         assert_ne!(
             Canonical::new("d").opt(None).finish(),
             Canonical::new("d").opt(Some("")).finish()

@@ -136,18 +136,26 @@ impl Verifier {
     pub fn check_at(&self, c: &Claims<'_>, now_ms: u64) -> Result<Verified, Reason> {
         let r = self.decide(c, now_ms);
         if let Err(reason) = r {
+            self.reject(reason, c.agent_id);
+        }
+        r
+    }
+
+    /// Counts (and logs) a rejection the caller found itself, e.g. a second
+    /// claimed peer id that is not the signer's.
+    pub fn reject(&self, reason: Reason, agent_id: &str) {
+        {
             metrics::counter!("rollcall_records_rejected_total",
                 "source" => self.source.to_string(), "reason" => reason.as_str())
             .increment(1);
             if reason == Reason::IdentityConflict {
                 metrics::counter!("rollcall_identity_conflicts_total", "source" => self.source.to_string())
                     .increment(1);
-                tracing::warn!(source = %self.source, id = c.agent_id, "identity conflict: another key claims an agent id pinned to a different key; record rejected");
+                tracing::warn!(source = %self.source, id = agent_id, "identity conflict: another key claims an agent id pinned to a different key; record rejected");
             } else {
-                tracing::debug!(source = %self.source, id = c.agent_id, reason = reason.as_str(), "record rejected");
+                tracing::debug!(source = %self.source, id = agent_id, reason = reason.as_str(), "record rejected");
             }
         }
-        r
     }
 
     fn decide(&self, c: &Claims<'_>, now_ms: u64) -> Result<Verified, Reason> {
@@ -221,4 +229,3 @@ impl Verifier {
         st.pinned.get(agent_id).copied()
     }
 }
-
