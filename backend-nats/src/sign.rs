@@ -57,9 +57,10 @@ pub(crate) fn verify_record(v: &Verifier, r: &Record) -> Result<Verified, Reason
         }),
     };
     let canonical = canonical(r);
+    let mut claimed = r.aliases.iter().filter(|a| a.kind == "peer_id");
     let verified = v.check(&Claims {
         agent_id: &r.id,
-        peer_id: None,
+        peer_id: claimed.next().map(|a| a.value.as_str()),
         sequence: r.sequence,
         timestamp_ms: r.timestamp,
         canonical: &canonical,
