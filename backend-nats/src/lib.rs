@@ -399,3 +399,38 @@ pub(crate) async fn publish(
         }
     }
 }
+
+/// Entry points for the fuzz targets (`fuzz/` at the repository root); not a
+/// stable API.
+#[doc(hidden)]
+pub mod fuzz {
+    use std::sync::Arc;
+
+    use discovery_core::signed::{SigningConfig, Verifier};
+
+    use crate::{sign, wire};
+
+    /// Decodes `payload` as a discoverer does on `{prefix}.announce.{token}`
+    /// and on a reply inbox, then builds its observation and checks its
+    /// signature. Must never panic.
+    pub fn record(token: &str, payload: &[u8]) {
+        let _ = wire::decode_token(token);
+        for expect in [Some(token), None] {
+            if let Ok(rec) = wire::Record::parse(payload, expect) {
+                let _ = rec.observation(rec.id.clone(), rec.ttl());
+                let _ = crate::limits::metadata_bytes(&rec);
+                let v = Verifier::new(SigningConfig::default(), Arc::from("fuzz"));
+                let _ = sign::verify_record(&v, &rec);
+                // Re-encoding may add empty lists, so only well below the limit.
+                if payload.len() < wire::MAX_PAYLOAD / 2 {
+                    let back = wire::Record::parse(&rec.to_bytes(), None);
+                    assert_eq!(
+                        back.as_ref().ok(),
+                        Some(&rec),
+                        "a record survives re-encoding"
+                    );
+                }
+            }
+        }
+    }
+}
