@@ -65,3 +65,8 @@ if ! skipping ROLLCALL_SKIP_DOCKER && ! skipping ROLLCALL_SKIP_NETNS; then
   say "two-node swarm"
   cargo test --locked -p backend-swarm --test swarm_two_nodes
 fi
+
+# 5. Fuzzing, bounded: each cargo-fuzz target of fuzz/ for ROLLCALL_FUZZ_SECONDS (default 20 s)
+# on its seed corpus (fuzz/seeds/); stable Rust with RUSTC_BOOTSTRAP=1 (see fuzz/run.sh).
+say "fuzz (${ROLLCALL_FUZZ_SECONDS:-20} s per target)"
+FUZZ_SECONDS="${ROLLCALL_FUZZ_SECONDS:-20}" bash fuzz/run.sh
