@@ -25,7 +25,7 @@ pub fn decode_hex(s: &str) -> Option<Vec<u8>> {
         _ => None,
     };
     b.chunks_exact(2)
-        .map(|p| Some(nibble(p[0])? << 4 | nibble(p[1])?))
+        .map(|p| Some((nibble(p[0])? << 4) | nibble(p[1])?))
         .collect()
 }
 

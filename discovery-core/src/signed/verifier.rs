@@ -144,17 +144,15 @@ impl Verifier {
     /// Counts (and logs) a rejection the caller found itself, e.g. a second
     /// claimed peer id that is not the signer's.
     pub fn reject(&self, reason: Reason, agent_id: &str) {
-        {
-            metrics::counter!("rollcall_records_rejected_total",
-                "source" => self.source.to_string(), "reason" => reason.as_str())
-            .increment(1);
-            if reason == Reason::IdentityConflict {
-                metrics::counter!("rollcall_identity_conflicts_total", "source" => self.source.to_string())
-                    .increment(1);
-                tracing::warn!(source = %self.source, id = agent_id, "identity conflict: another key claims an agent id pinned to a different key; record rejected");
-            } else {
-                tracing::debug!(source = %self.source, id = agent_id, reason = reason.as_str(), "record rejected");
-            }
+        metrics::counter!("rollcall_records_rejected_total",
+            "source" => self.source.to_string(), "reason" => reason.as_str())
+        .increment(1);
+        if reason == Reason::IdentityConflict {
+            metrics::counter!("rollcall_identity_conflicts_total", "source" => self.source.to_string())
+                .increment(1);
+            tracing::warn!(source = %self.source, id = agent_id, "identity conflict: another key claims an agent id pinned to a different key; record rejected");
+        } else {
+            tracing::debug!(source = %self.source, id = agent_id, reason = reason.as_str(), "record rejected");
         }
     }
 
