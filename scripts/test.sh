@@ -68,5 +68,10 @@ fi
 
 # 5. Fuzzing, bounded: each cargo-fuzz target of fuzz/ for ROLLCALL_FUZZ_SECONDS (default 20 s)
 # on its seed corpus (fuzz/seeds/); stable Rust with RUSTC_BOOTSTRAP=1 (see fuzz/run.sh).
-say "fuzz (${ROLLCALL_FUZZ_SECONDS:-20} s per target)"
-FUZZ_SECONDS="${ROLLCALL_FUZZ_SECONDS:-20}" bash fuzz/run.sh
+# Opt-in until a first full CI run has measured its build time (ROLLCALL_FUZZ=1).
+if [ "${ROLLCALL_FUZZ:-}" = "1" ]; then
+  say "fuzz (${ROLLCALL_FUZZ_SECONDS:-20} s per target)"
+  FUZZ_SECONDS="${ROLLCALL_FUZZ_SECONDS:-20}" bash fuzz/run.sh
+else
+  echo "NOTE: fuzzing not run (set ROLLCALL_FUZZ=1 to run fuzz/run.sh)"
+fi

@@ -49,13 +49,10 @@ pub(crate) fn sign_record(r: &mut Record, identity: &Identity) {
 /// Checks a received record. A `signature` that is not hex counts as a bad
 /// signature.
 pub(crate) fn verify_record(v: &Verifier, r: &Record) -> Result<Verified, Reason> {
-    let sig = match &r.signature {
-        None => None,
-        Some(w) => Some(Signature {
-            key: decode_hex(&w.key).unwrap_or_default(),
-            sig: decode_hex(&w.sig).unwrap_or_default(),
-        }),
-    };
+    let sig = r.signature.as_ref().map(|w| Signature {
+        key: decode_hex(&w.key).unwrap_or_default(),
+        sig: decode_hex(&w.sig).unwrap_or_default(),
+    });
     let canonical = canonical(r);
     let mut claimed = r.aliases.iter().filter(|a| a.kind == "peer_id");
     let verified = v.check(&Claims {

@@ -15,7 +15,7 @@ pub fn encode_hex(bytes: &[u8]) -> String {
 /// Bytes of a hex string (either case); `None` if it is not hex.
 pub fn decode_hex(s: &str) -> Option<Vec<u8>> {
     let b = s.as_bytes();
-    if b.len() % 2 != 0 {
+    if !b.len().is_multiple_of(2) {
         return None;
     }
     let nibble = |c: u8| match c {
