@@ -71,3 +71,13 @@ if ! skipping ROLLCALL_SKIP_DOCKER && ! skipping ROLLCALL_SKIP_NETNS; then
   say "two-node swarm"
   cargo test --locked -p backend-swarm --test swarm_two_nodes
 fi
+
+# 5. Fuzzing, bounded: each cargo-fuzz target of fuzz/ for ROLLCALL_FUZZ_SECONDS (default 20 s)
+# on its seed corpus (fuzz/seeds/); stable Rust with RUSTC_BOOTSTRAP=1 (see fuzz/run.sh).
+# Opt-in until a first full CI run has measured its build time (ROLLCALL_FUZZ=1).
+if [ "${ROLLCALL_FUZZ:-}" = "1" ]; then
+  say "fuzz (${ROLLCALL_FUZZ_SECONDS:-20} s per target)"
+  FUZZ_SECONDS="${ROLLCALL_FUZZ_SECONDS:-20}" bash fuzz/run.sh
+else
+  echo "NOTE: fuzzing not run (set ROLLCALL_FUZZ=1 to run fuzz/run.sh)"
+fi

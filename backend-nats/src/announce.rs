@@ -11,6 +11,8 @@ use tokio::time::{Instant, MissedTickBehavior};
 
 use crate::conn;
 use crate::gather::{End, Gather};
+use crate::limits::Admission;
+use crate::sign;
 use crate::wire::{self, encode_token, Record, MAX_PAYLOAD};
 use crate::{publish, Error, Part, RunCtx};
 
@@ -35,7 +37,11 @@ pub(crate) fn local_record(
     local: &LocalPeer,
     ttl: Duration,
 ) -> Result<Vec<u8>, Error> {
-    let bytes = Record::local(local, ttl, rc.next_sequence()).to_bytes();
+    let mut rec = Record::local(local, ttl, rc.next_sequence());
+    if let Some(id) = &rc.identity {
+        sign::sign_record(&mut rec, id);
+    }
+    let bytes = rec.to_bytes();
     if bytes.len() > MAX_PAYLOAD {
         return Err(Error::RecordTooLarge {
             size: bytes.len(),
@@ -178,6 +184,7 @@ pub(crate) async fn discover(rc: &RunCtx, mut part: Part<'_>) -> Result<(), Erro
     let mut d = Discoverer {
         rc,
         fresh: Freshness::default(),
+        admission: Admission::new(cfg.limits.clone()),
         round: 0,
         gather: None,
     };
@@ -236,6 +243,7 @@ pub(crate) async fn sleep_until_opt(deadline: Option<Instant>) {
 struct Discoverer<'a> {
     rc: &'a RunCtx,
     fresh: Freshness,
+    admission: Admission,
     round: u64,
     gather: Option<Gather>,
 }
@@ -308,7 +316,32 @@ impl Discoverer<'_> {
             );
             return None;
         }
+        // Verified before anything is remembered about it, so that a forged
+        // record cannot block or rate-limit the real agent.
+        let verified = match sign::verify_record(&rc.verifier, &rec) {
+            Ok(v) => v,
+            Err(_) => return None,
+        };
         let keep = ttl.unwrap_or_else(|| rc.cfg.ttl()).max(rc.cfg.ttl());
+        if channel != Channel::Leave {
+            if let Err(over) = self.admission.admit(&rec.id, keep, Instant::now()) {
+                rc.drops
+                    .count(over.as_str(), subject, &format!("id `{}`", rec.id));
+                return None;
+            }
+            if crate::limits::metadata_bytes(&rec) > self.admission.max_metadata_bytes() {
+                rc.drops.count(
+                    "metadata_limit",
+                    subject,
+                    &format!(
+                        "id `{}`: over {} bytes of metadata",
+                        rec.id,
+                        self.admission.max_metadata_bytes()
+                    ),
+                );
+                return None;
+            }
+        }
         if !self.fresh.accept(&rec, Instant::now(), keep) {
             // Subscriptions are read in no fixed order: a record older than
             // one already applied is not applied, but its sender did answer.
@@ -320,10 +353,18 @@ impl Discoverer<'_> {
         match channel {
             Channel::Leave => {
                 tracing::debug!(source = %rc.name, id = %rec.id, "leave");
+                self.admission.forget(&rec.id);
                 let _ = rc.events.remove(rec.id.clone()).await;
             }
             Channel::Announce | Channel::Reply => {
-                let (obs, bad) = rec.observation(rec.id.clone(), ttl);
+                let (mut obs, bad) = rec.observation(rec.id.clone(), ttl);
+                crate::limits::finish(
+                    &mut obs,
+                    &verified,
+                    self.admission.max_addrs(),
+                    &rc.drops,
+                    subject,
+                );
                 for a in bad {
                     rc.drops.count(
                         "bad_addr",

@@ -7,6 +7,9 @@ use std::time::Duration;
 
 use serde::{Deserialize, Deserializer, Serialize};
 
+use discovery_core::signed::SigningConfig;
+
+use crate::limits::Limits;
 use crate::Error;
 
 /// How agents publish themselves and how discoverers read them.
@@ -192,6 +195,14 @@ pub struct Config {
     /// default `rollcall-<source name>`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub client_name: Option<String>,
+    /// `[sources.NAME.signing]`: sign records, require signatures, trusted
+    /// keys, trust on first use (protocol 1.1).
+    #[serde(default)]
+    pub signing: SigningConfig,
+    /// `[sources.NAME.limits]`: peers, addresses, metadata and record rate
+    /// one discoverer accepts.
+    #[serde(default)]
+    pub limits: Limits,
 }
 
 fn default_url() -> Vec<String> {
@@ -275,6 +286,8 @@ impl Default for Config {
             connect_timeout: default_connect_timeout(),
             reconnect_delay_max: default_reconnect_delay_max(),
             client_name: None,
+            signing: SigningConfig::default(),
+            limits: Limits::default(),
         }
     }
 }
@@ -425,6 +438,18 @@ impl Config {
         }
         if self.reconnect_delay_max.is_zero() {
             return bad("reconnect_delay_max", "must be more than 0".into());
+        }
+        if let Err((key, reason)) = self.signing.validate() {
+            return bad(key, reason);
+        }
+        if let Err((key, reason)) = self.limits.validate() {
+            return bad(key, reason);
+        }
+        if self.signing.require_signed && !self.micro_services.is_empty() {
+            return bad(
+                "micro_services",
+                "NATS micro services cannot be verified: leave micro_services empty with signing.require_signed".into(),
+            );
         }
         Ok(())
     }

@@ -211,6 +211,15 @@ async fn on_entry(rc: &RunCtx, entry: kv::Entry) {
     };
     match entry.operation {
         kv::Operation::Delete | kv::Operation::Purge => {
+            if rc.cfg.signing.require_signed {
+                // A tombstone carries no signature: anyone allowed to write
+                // the bucket could make one. The record expires at its TTL.
+                metrics::counter!("rollcall_records_rejected_total",
+                    "source" => rc.name.to_string(), "reason" => "unsigned")
+                .increment(1);
+                tracing::debug!(source = %rc.name, id = %id, "ignoring an unsigned KV delete (require_signed)");
+                return;
+            }
             let _ = rc.events.remove(id).await;
         }
         kv::Operation::Put => {
@@ -235,7 +244,17 @@ async fn on_entry(rc: &RunCtx, entry: kv::Entry) {
                 let _ = rc.events.remove(id).await;
                 return;
             }
-            let (obs, bad) = rec.observation(id, Some(remaining));
+            let Ok(verified) = crate::sign::verify_record(&rc.verifier, &rec) else {
+                return;
+            };
+            let (mut obs, bad) = rec.observation(id, Some(remaining));
+            crate::limits::finish(
+                &mut obs,
+                &verified,
+                rc.cfg.limits.max_addrs,
+                &rc.drops,
+                &channel,
+            );
             for a in bad {
                 rc.drops.count(
                     "bad_addr",

@@ -32,7 +32,9 @@ mod conn;
 mod drops;
 mod gather;
 mod kv;
+mod limits;
 mod micro;
+mod sign;
 mod wire;
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -40,12 +42,16 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use discovery_core::identity::Identity;
+use discovery_core::signed::Verifier;
 use discovery_core::{
     CancellationToken, DiscoverySource, EventSender, LocalPeer, SourceContext, SourceError,
 };
 use tokio::sync::watch;
 
 pub use config::{Config, NatsMode, Secret};
+pub use discovery_core::signed::{SigningConfig, TrustedKey};
+pub use limits::Limits;
 
 use conn::Link;
 use drops::Drops;
@@ -127,15 +133,25 @@ pub struct NatsSource {
     config: Arc<Config>,
     /// Sequence numbers of this process's records; kept across restarts of `run`.
     sequence: Arc<AtomicU64>,
+    /// Replay state and pinned keys; kept across restarts of `run`.
+    verifier: std::sync::OnceLock<Verifier>,
 }
 
 impl NatsSource {
     /// Checks the configuration (no I/O: secrets and certificates are read at connect time).
     pub fn new(config: Config) -> Result<NatsSource, Error> {
         config.validate()?;
+        // A signing agent's sequence must keep rising across restarts (the
+        // receivers' replay check is per key): it starts at the Unix time in ms.
+        let first = if config.signing.sign {
+            wire::now_millis()
+        } else {
+            0
+        };
         Ok(NatsSource {
             config: Arc::new(config),
-            sequence: Arc::new(AtomicU64::new(0)),
+            sequence: Arc::new(AtomicU64::new(first)),
+            verifier: std::sync::OnceLock::new(),
         })
     }
 
@@ -158,6 +174,10 @@ pub(crate) struct RunCtx {
     pub shutdown: CancellationToken,
     pub link: watch::Receiver<Link>,
     pub sequence: Arc<AtomicU64>,
+    /// The key records are signed with (`signing.sign`).
+    pub identity: Option<Arc<Identity>>,
+    /// Checks received records (`signing`).
+    pub verifier: Verifier,
 }
 
 impl RunCtx {
@@ -217,8 +237,20 @@ const CONNECT_RETRY_MAX: Duration = Duration::from_secs(10);
 
 #[async_trait]
 impl DiscoverySource for NatsSource {
+    fn uses_identity(&self) -> bool {
+        self.config.signing.sign
+    }
+
     async fn run(&self, ctx: SourceContext) -> Result<(), SourceError> {
         let cfg = self.config.clone();
+        let identity = if cfg.signing.sign {
+            Some(
+                discovery_core::identity::load_or_create(&ctx.identity_file)
+                    .map_err(|e| SourceError(Box::new(e)))?,
+            )
+        } else {
+            None
+        };
         // Connect, retrying with backoff; the source is degraded meanwhile.
         let mut delay = Duration::from_millis(250);
         let conn = loop {
@@ -257,6 +289,11 @@ impl DiscoverySource for NatsSource {
             shutdown: ctx.shutdown.clone(),
             link: conn.link.clone(),
             sequence: self.sequence.clone(),
+            identity,
+            verifier: self
+                .verifier
+                .get_or_init(|| Verifier::new(cfg.signing.clone(), ctx.name.clone()))
+                .clone(),
         };
         let micro_discover = discover && !cfg.micro_services.is_empty();
         let parts = usize::from(discover) + usize::from(micro_discover) + usize::from(!discover);
@@ -359,6 +396,41 @@ pub(crate) async fn publish(
         Err(e) => {
             tracing::warn!(source = %rc.name, subject = %subject, error = %e, "cannot publish");
             Ok(())
+        }
+    }
+}
+
+/// Entry points for the fuzz targets (`fuzz/` at the repository root); not a
+/// stable API.
+#[doc(hidden)]
+pub mod fuzz {
+    use std::sync::Arc;
+
+    use discovery_core::signed::{SigningConfig, Verifier};
+
+    use crate::{sign, wire};
+
+    /// Decodes `payload` as a discoverer does on `{prefix}.announce.{token}`
+    /// and on a reply inbox, then builds its observation and checks its
+    /// signature. Must never panic.
+    pub fn record(token: &str, payload: &[u8]) {
+        let _ = wire::decode_token(token);
+        for expect in [Some(token), None] {
+            if let Ok(rec) = wire::Record::parse(payload, expect) {
+                let _ = rec.observation(rec.id.clone(), rec.ttl());
+                let _ = crate::limits::metadata_bytes(&rec);
+                let v = Verifier::new(SigningConfig::default(), Arc::from("fuzz"));
+                let _ = sign::verify_record(&v, &rec);
+                // Re-encoding may add empty lists, so only well below the limit.
+                if payload.len() < wire::MAX_PAYLOAD / 2 {
+                    let back = wire::Record::parse(&rec.to_bytes(), None);
+                    assert_eq!(
+                        back.as_ref().ok(),
+                        Some(&rec),
+                        "a record survives re-encoding"
+                    );
+                }
+            }
         }
     }
 }

@@ -56,6 +56,18 @@ pub(crate) struct Record {
     pub sequence: u64,
     /// Unix time in milliseconds when the record was sent.
     pub timestamp: u64,
+    /// Protocol 1.1: the ed25519 signature of the record (see `sign.rs`).
+    /// Receivers of 1.0 ignore it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signature: Option<WireSig>,
+}
+
+/// The `signature` object of a signed record: hex of the libp2p
+/// protobuf-encoded public key, and hex of the ed25519 signature.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct WireSig {
+    pub key: String,
+    pub sig: String,
 }
 
 /// Why a payload was dropped; also the `reason` label of the drop counter.
@@ -178,6 +190,7 @@ impl Record {
             ttl: ttl.as_millis().min(u64::MAX as u128) as u64,
             sequence,
             timestamp: now_millis(),
+            signature: None,
         }
     }
 

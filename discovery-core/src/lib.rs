@@ -17,6 +17,8 @@ pub mod identity;
 pub mod model;
 mod registry;
 pub mod roster;
+#[cfg(feature = "signed")]
+pub mod signed;
 pub mod source;
 mod status;
 
