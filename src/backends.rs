@@ -87,4 +87,5 @@ backends! {
     "static" => Static(backend_static::StaticSource),
     "nats" => Nats(backend_nats::NatsSource),
     "swarm" => Swarm(backend_swarm::SwarmSource),
+    "mdns" => Mdns(backend_mdns::MdnsSource),
 }
