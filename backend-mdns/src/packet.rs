@@ -168,7 +168,7 @@ pub enum Packet {
 /// One instance of the service type, as one packet describes it.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Sighting {
-    /// The instance label.
+    /// The instance label (the whole PTR target when it is not under the service).
     pub instance: String,
     /// The PTR's TTL (0: goodbye).
     pub ttl: u32,
@@ -231,9 +231,9 @@ pub fn parse(bytes: &[u8], service: &ServiceName) -> Result<Packet, ParseError> 
         if names::text(&r.name) != service.text {
             continue;
         }
-        let Some(instance) = names::instance_label(target, service) else {
-            continue;
-        };
+        // rust-libp2p's PTR points at a bare random label, not `<label>.<service>`.
+        let instance =
+            names::instance_label(target, service).unwrap_or_else(|| names::text(target));
         if out.iter().any(|s| s.instance == instance) {
             continue;
         }

@@ -205,6 +205,7 @@ async fn child_entry() {
         .announce(local)
         .start()
         .unwrap();
+    println!();
     for _ in 0..300 {
         for p in reg.snapshot().peers {
             println!("FOUND {} {}", p.id, serde_json::to_string(&*p).unwrap());

@@ -117,7 +117,7 @@ async fn libp2p_node() {
     swarm
         .listen_on("/ip4/0.0.0.0/tcp/0".parse().unwrap())
         .unwrap();
-    println!("PEER {}", swarm.local_peer_id());
+    println!("\nPEER {}", swarm.local_peer_id());
     let deadline = tokio::time::sleep(Duration::from_secs(60));
     tokio::pin!(deadline);
     loop {
@@ -155,7 +155,7 @@ async fn rollcall_node() {
         .start()
         .unwrap();
     let id = discovery_core::identity::load_or_create(std::path::Path::new(&key)).unwrap();
-    println!("PEER {}", id.peer_id());
+    println!("\nPEER {}", id.peer_id());
     for _ in 0..300 {
         for p in reg.snapshot().peers {
             if let Some(pid) = p.alias(AliasKind::PeerId) {

@@ -176,28 +176,36 @@ fn rust_libp2p_shaped_response_is_a_peer() {
     use hickory_proto::rr::rdata::{PTR, TXT};
     use hickory_proto::rr::Record;
     let service = svc("_p2p._udp.local");
-    let inst = Name::from_ascii("xyzxyzxyz._p2p._udp.local.").unwrap();
+    // libp2p-mdns 0.49: the PTR target is one random label, nothing more.
+    let inst = Name::from_ascii("xyzxyzxyzxyzxyzxyzxyzxyzxyzxyzxyz.").unwrap();
     let mut m = Message::new(0, MessageType::Response, OpCode::Query);
     m.add_answer(Record::from_rdata(
         service.name.clone(),
         360,
         RData::PTR(PTR(inst.clone())),
     ));
-    m.add_additional(Record::from_rdata(
-        inst,
-        360,
-        RData::TXT(TXT::new(vec![format!(
-            "dnsaddr=/ip4/10.77.0.9/tcp/4242/p2p/{PEER}"
-        )])),
-    ));
+    // One TXT record per address, cache-flush bit set, as libp2p-mdns writes them.
+    for port in [4242, 4243] {
+        let mut txt = Record::from_rdata(
+            inst.clone(),
+            360,
+            RData::TXT(TXT::new(vec![format!(
+                "dnsaddr=/ip4/10.77.0.9/tcp/{port}/p2p/{PEER}"
+            )])),
+        );
+        txt.mdns_cache_flush = true;
+        m.add_additional(txt);
+    }
     let bytes = m.to_vec().unwrap();
     let Packet::Response(s) = packet::parse(&bytes, &service).unwrap() else {
         panic!()
     };
+    assert_eq!(s.len(), 1);
     let obs = observe::observation(&s[0], Flavour::Libp2p, false).unwrap();
     assert_eq!(obs.key, PEER);
     assert_eq!(obs.alias(discovery_core::AliasKind::PeerId), Some(PEER));
     assert_eq!(obs.addrs[0].to_string(), "/ip4/10.77.0.9/tcp/4242");
+    assert_eq!(obs.addrs[1].to_string(), "/ip4/10.77.0.9/tcp/4243");
     assert_eq!(obs.ttl, Some(std::time::Duration::from_secs(360)));
 }
 
