@@ -57,7 +57,8 @@ fn agent(lan: &Lan, k: usize, cfg: &Path, dir: &Path) -> Proc {
             "ROLLCALL__IDENTITY__FILE",
             dir.join(format!("id-{k}.key")),
         )
-        .stdout(Stdio::null());
+        .env("RUST_LOG", "warn")
+            .stdout(Stdio::null());
     Proc::spawn(cmd)
 }
 
@@ -163,6 +164,7 @@ fn five_agents_found_with_metadata_goodbye_and_service_names() {
         cmd.args(["netns", "exec", disc, BIN, "run", "-c"])
             .arg(&chorus)
             .env("ROLLCALL__IDENTITY__FILE", dir.path().join("daemon.key"))
+            .env("RUST_LOG", "warn")
             .stdout(Stdio::null());
         Proc::spawn(cmd)
     };
@@ -212,4 +214,49 @@ fn dns_sd_flavour_finds_agents_with_metadata() {
             "{p:#}"
         );
     }
+}
+
+#[test]
+fn a_host_whose_link_goes_down_is_gone_after_its_ttl() {
+    if netns::skip("mdns link-down netns test") {
+        return;
+    }
+    let lan = Lan::new(3);
+    let dir = tempfile::tempdir().unwrap();
+    // Short record TTLs so that expiry is observable in a test.
+    let cfg = config(dir.path(), "short.toml", "ttl = \"3s\"\nhost_ttl = \"3s\"");
+    let _a1 = agent(&lan, 0, &cfg, dir.path());
+    let _a2 = agent(&lan, 1, &cfg, dir.path());
+    let disc = &lan.hosts[2].ns;
+    let mut daemon = {
+        let mut cmd = Command::new("ip");
+        cmd.args(["netns", "exec", disc, BIN, "run", "-c"])
+            .arg(&cfg)
+            .env("ROLLCALL__IDENTITY__FILE", dir.path().join("daemon.key"))
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null());
+        Proc::spawn(cmd)
+    };
+    let both = vec!["agent-1".to_owned(), "agent-2".to_owned()];
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while daemon_ids(disc).as_deref() != Some(&both[..]) {
+        assert!(Instant::now() < deadline, "daemon saw {:?}", daemon_ids(disc));
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // Still there after several TTLs: the querier refreshes before expiry.
+    std::thread::sleep(Duration::from_secs(7));
+    assert_eq!(daemon_ids(disc).as_deref(), Some(&both[..]), "live peers were refreshed");
+    lan.link_down(1);
+    let down = Instant::now();
+    let one = vec!["agent-1".to_owned()];
+    while daemon_ids(disc).as_deref() != Some(&one[..]) {
+        assert!(
+            down.elapsed() < Duration::from_secs(30),
+            "a silent host was never expired: daemon saw {:?}",
+            daemon_ids(disc)
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    eprintln!("silent host expired after {:?} (ttl 3s)", down.elapsed());
+    sigterm(&mut daemon);
 }
