@@ -55,7 +55,10 @@ impl Peers {
 
     /// The smallest remaining lifetime of any known peer.
     pub fn next_expiry(&self, now: Instant) -> Option<Duration> {
-        self.expiry.values().map(|e| e.saturating_duration_since(now)).min()
+        self.expiry
+            .values()
+            .map(|e| e.saturating_duration_since(now))
+            .min()
     }
 
     /// Forgets peers whose TTL ran out (the registry expires them itself).
@@ -91,7 +94,10 @@ mod tests {
         assert!(p.admit("d", "id", ttl, now));
         assert!(!p.admit("c", "ic", ttl, now), "full again");
         tokio::time::advance(Duration::from_secs(11)).await;
-        assert!(p.admit("c", "ic", ttl, Instant::now()), "expired peers made room");
+        assert!(
+            p.admit("c", "ic", ttl, Instant::now()),
+            "expired peers made room"
+        );
         assert_eq!(p.len(), 1);
     }
 }

@@ -114,10 +114,13 @@ impl Default for Config {
 impl Config {
     /// The service name in use (the configured one or the flavour's default).
     pub fn service(&self) -> Result<ServiceName, Error> {
-        let raw = self.service_name.clone().unwrap_or_else(|| match self.flavour {
-            Flavour::Libp2p => "_p2p._udp.local".into(),
-            Flavour::DnsSd => "_rollcall._tcp.local".into(),
-        });
+        let raw = self
+            .service_name
+            .clone()
+            .unwrap_or_else(|| match self.flavour {
+                Flavour::Libp2p => "_p2p._udp.local".into(),
+                Flavour::DnsSd => "_rollcall._tcp.local".into(),
+            });
         ServiceName::parse(&raw, self.flavour).map_err(|reason| Error::Config {
             key: "service_name",
             reason,

@@ -123,7 +123,8 @@ pub(crate) async fn run(cfg: Arc<Config>, ctx: &SourceContext) -> Result<(), Err
             for iface in &ifaces {
                 match packet::query(&service, false) {
                     Ok(q) => {
-                        if let Err(e) = socket::send_multicast(&sock, iface.ip, cfg.port, &q).await {
+                        if let Err(e) = socket::send_multicast(&sock, iface.ip, cfg.port, &q).await
+                        {
                             tracing::debug!(source = %ctx.name, interface = %iface.name, error = %e, "cannot send query");
                         }
                     }
@@ -199,7 +200,12 @@ async fn handle(
             }
             let iface = interfaces::of_source(ifaces, *src.ip()).cloned();
             let targets: Vec<(Iface, Announcement)> = match &iface {
-                Some(i) => r.by_iface.iter().filter(|(x, _)| x.ip == i.ip).cloned().collect(),
+                Some(i) => r
+                    .by_iface
+                    .iter()
+                    .filter(|(x, _)| x.ip == i.ip)
+                    .cloned()
+                    .collect(),
                 None => r.by_iface.clone(),
             };
             if ours.iter().all(|(_, _, qu)| *qu) {
@@ -375,7 +381,11 @@ fn responder(
 /// The addresses to announce on `iface`: those with its IP; when none has it,
 /// the transports of the others on its IP (never another interface's IP);
 /// when there are no addresses at all, the bare interface IP.
-pub(crate) fn iface_addrs(addrs: &[Multiaddr], iface: &Iface, all_ips: &[IpAddr]) -> Vec<Multiaddr> {
+pub(crate) fn iface_addrs(
+    addrs: &[Multiaddr],
+    iface: &Iface,
+    all_ips: &[IpAddr],
+) -> Vec<Multiaddr> {
     let ip_of = |a: &Multiaddr| match a.iter().next() {
         Some(Protocol::Ip4(ip)) => Some(IpAddr::V4(ip)),
         Some(Protocol::Ip6(ip)) => Some(IpAddr::V6(ip)),

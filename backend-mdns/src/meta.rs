@@ -39,7 +39,10 @@ pub fn encode(local: &LocalPeer, peer_id: Option<&str>, prefix: &str) -> Vec<Str
 
 /// Metadata and identity claims read back from TXT strings with `prefix`;
 /// unknown keys are ignored (other DNS-SD services carry their own).
-pub fn decode<'a>(strings: impl IntoIterator<Item = &'a String>, prefix: &str) -> (Metadata, Vec<Alias>) {
+pub fn decode<'a>(
+    strings: impl IntoIterator<Item = &'a String>,
+    prefix: &str,
+) -> (Metadata, Vec<Alias>) {
     let mut meta = Metadata::default();
     let mut aliases = Vec::new();
     for s in strings {
@@ -83,14 +86,20 @@ mod tests {
         };
         local.meta.status = Some("idle".into());
         local.meta.capabilities = vec!["go_development".into(), "database_design".into()];
-        local.meta.labels.insert("model".into(), "llama3.1:8b".into());
+        local
+            .meta
+            .labels
+            .insert("model".into(), "llama3.1:8b".into());
         local.meta.version = Some("0.1.0".into());
         let s = encode(&local, Some("12D3KooWabc"), "rollcall.");
         let (meta, aliases) = decode(&s, "rollcall.");
         assert_eq!(meta, local.meta);
         assert_eq!(
             aliases,
-            vec![Alias::agent_id("chorus-agent-7"), Alias::peer_id("12D3KooWabc")]
+            vec![
+                Alias::agent_id("chorus-agent-7"),
+                Alias::peer_id("12D3KooWabc")
+            ]
         );
         let (none, _) = decode(&s, "");
         assert_eq!(none, Metadata::default(), "prefix is required");

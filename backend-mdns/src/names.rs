@@ -24,7 +24,8 @@ impl ServiceName {
         } else {
             format!("{raw}.")
         };
-        let name = Name::from_ascii(&text).map_err(|e| format!("`{raw}` is not a DNS name: {e}"))?;
+        let name =
+            Name::from_ascii(&text).map_err(|e| format!("`{raw}` is not a DNS name: {e}"))?;
         let labels: Vec<String> = name
             .iter()
             .map(|l| String::from_utf8_lossy(l).into_owned())
@@ -51,12 +52,18 @@ impl ServiceName {
     /// `<instance>.<service>`.
     pub fn instance(&self, label: &str) -> Option<Name> {
         let label = Label::from_raw_bytes(label.as_bytes()).ok()?;
-        Name::from_labels(std::iter::once(label).chain(self.name.iter().filter_map(|l| Label::from_raw_bytes(l).ok())))
-            .ok()
-            .map(|mut n| {
-                n.set_fqdn(true);
-                n
-            })
+        Name::from_labels(
+            std::iter::once(label).chain(
+                self.name
+                    .iter()
+                    .filter_map(|l| Label::from_raw_bytes(l).ok()),
+            ),
+        )
+        .ok()
+        .map(|mut n| {
+            n.set_fqdn(true);
+            n
+        })
     }
 }
 
@@ -121,7 +128,9 @@ mod tests {
         for _ in 0..200 {
             let l = random_label(32, 63);
             assert!((32..=63).contains(&l.len()));
-            assert!(l.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit()));
+            assert!(l
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit()));
         }
     }
 }

@@ -17,11 +17,7 @@ pub const LIBP2P_META_PREFIX: &str = "rollcall.";
 pub type DropReason = &'static str;
 
 /// The observation for `s`, keyed by peer id (libp2p) or instance (DNS-SD).
-pub fn observation(
-    s: &Sighting,
-    flavour: Flavour,
-    tcp: bool,
-) -> Result<Observation, DropReason> {
+pub fn observation(s: &Sighting, flavour: Flavour, tcp: bool) -> Result<Observation, DropReason> {
     let mut obs = match flavour {
         Flavour::Libp2p => libp2p(s)?,
         Flavour::DnsSd => dns_sd(s, tcp),

@@ -159,7 +159,14 @@ fn avahi_and_rollcall_see_each_other() {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         let out = Command::new("ip")
-            .args(["netns", "exec", &lan.hosts[0].ns, "avahi-browse", "-rpt", "_rollcall._tcp"])
+            .args([
+                "netns",
+                "exec",
+                &lan.hosts[0].ns,
+                "avahi-browse",
+                "-rpt",
+                "_rollcall._tcp",
+            ])
             .env("DBUS_SYSTEM_BUS_ADDRESS", &avahi.bus)
             .output()
             .unwrap();
@@ -174,7 +181,10 @@ fn avahi_and_rollcall_see_each_other() {
             assert!(l.contains("\"id=rollcall-agent\""), "{l}");
             break;
         }
-        assert!(Instant::now() < deadline, "avahi-browse -rpt printed:\n{text}");
+        assert!(
+            Instant::now() < deadline,
+            "avahi-browse -rpt printed:\n{text}"
+        );
         std::thread::sleep(Duration::from_millis(500));
     }
 }
@@ -201,7 +211,11 @@ async fn child_entry() {
     };
     local.meta.status = Some("idle".into());
     let reg = RegistryBuilder::new(RegistryConfig::default())
-        .source("mdns", SourceOptions::default(), MdnsSource::new(cfg).unwrap())
+        .source(
+            "mdns",
+            SourceOptions::default(),
+            MdnsSource::new(cfg).unwrap(),
+        )
         .announce(local)
         .start()
         .unwrap();

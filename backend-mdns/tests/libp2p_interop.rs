@@ -150,7 +150,11 @@ async fn rollcall_node() {
     };
     let reg = RegistryBuilder::new(RegistryConfig::default())
         .identity_file(&key)
-        .source("mdns", SourceOptions::default(), MdnsSource::new(cfg).unwrap())
+        .source(
+            "mdns",
+            SourceOptions::default(),
+            MdnsSource::new(cfg).unwrap(),
+        )
         .announce(local)
         .start()
         .unwrap();

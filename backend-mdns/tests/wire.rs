@@ -41,7 +41,10 @@ fn response_is_what_go_and_rust_libp2p_accept() {
     assert_eq!(pkts.len(), 1);
     let m = Message::from_vec(&pkts[0]).unwrap();
     assert_eq!(m.metadata.message_type, MessageType::Response);
-    assert!(m.queries.is_empty(), "rust-libp2p: no questions in a response");
+    assert!(
+        m.queries.is_empty(),
+        "rust-libp2p: no questions in a response"
+    );
     assert!(m.authorities.is_empty());
     // PTR in Answers, owner exactly the service name (rust compares to_string()).
     assert_eq!(m.answers.len(), 1);

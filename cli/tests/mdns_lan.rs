@@ -53,23 +53,26 @@ fn agent(lan: &Lan, k: usize, cfg: &Path, dir: &Path) -> Proc {
         .arg(cfg)
         .env("ROLLCALL__LOCAL__ID", format!("agent-{}", k + 1))
         .env("ROLLCALL__LOCAL__ADDRS", format!("{}:9000", h.ip))
-        .env(
-            "ROLLCALL__IDENTITY__FILE",
-            dir.join(format!("id-{k}.key")),
-        )
+        .env("ROLLCALL__IDENTITY__FILE", dir.join(format!("id-{k}.key")))
         .env("RUST_LOG", "warn")
-            .stdout(Stdio::null());
+        .stdout(Stdio::null());
     Proc::spawn(cmd)
 }
 
 fn peers(ns: &str, cfg: &Path, dir: &Path) -> serde_json::Value {
     let out = Command::new("ip")
-        .args(["netns", "exec", ns, BIN, "peers", "--json", "--wait", "3s", "-c"])
+        .args([
+            "netns", "exec", ns, BIN, "peers", "--json", "--wait", "3s", "-c",
+        ])
         .arg(cfg)
         .env("ROLLCALL__IDENTITY__FILE", dir.join("discoverer.key"))
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     serde_json::from_slice(&out.stdout).unwrap()
 }
 
@@ -97,7 +100,14 @@ fn wait_ids(ns: &str, cfg: &Path, dir: &Path, want: &[String]) -> serde_json::Va
 
 fn daemon_ids(ns: &str) -> Option<Vec<String>> {
     let out = Command::new("ip")
-        .args(["netns", "exec", ns, "curl", "-sf", "http://127.0.0.1:7788/v1/peers"])
+        .args([
+            "netns",
+            "exec",
+            ns,
+            "curl",
+            "-sf",
+            "http://127.0.0.1:7788/v1/peers",
+        ])
         .output()
         .expect("curl (apt-get install curl)");
     if !out.status.success() {
@@ -134,8 +144,14 @@ fn five_agents_found_with_metadata_goodbye_and_service_names() {
         "chorus.toml",
         r#"service_name = "CHORUS-peer-discovery.local""#,
     );
-    let other = config(dir.path(), "other.toml", r#"service_name = "_p2p._udp.local""#);
-    let mut agents: Vec<Proc> = (0..5).map(|k| agent(&lan, k, &chorus, dir.path())).collect();
+    let other = config(
+        dir.path(),
+        "other.toml",
+        r#"service_name = "_p2p._udp.local""#,
+    );
+    let mut agents: Vec<Proc> = (0..5)
+        .map(|k| agent(&lan, k, &chorus, dir.path()))
+        .collect();
     // Host 6 announces under another name; it must not be mixed in.
     let _stranger = agent(&lan, 5, &other, dir.path());
     let disc = &lan.hosts[6].ns;
@@ -144,7 +160,10 @@ fn five_agents_found_with_metadata_goodbye_and_service_names() {
     assert_eq!(ids(&v), want, "{v:#}");
     for p in v["peers"].as_array().unwrap() {
         assert_eq!(p["status"], "idle", "{p:#}");
-        assert_eq!(p["capabilities"], serde_json::json!(["go_development", "testing"]));
+        assert_eq!(
+            p["capabilities"],
+            serde_json::json!(["go_development", "testing"])
+        );
         assert_eq!(p["labels"]["model"], "llama3.1:8b");
         let pid = p["aliases"]
             .as_array()
@@ -170,7 +189,11 @@ fn five_agents_found_with_metadata_goodbye_and_service_names() {
     };
     let deadline = Instant::now() + Duration::from_secs(20);
     while daemon_ids(disc).as_deref() != Some(&want[..]) {
-        assert!(Instant::now() < deadline, "daemon saw {:?}", daemon_ids(disc));
+        assert!(
+            Instant::now() < deadline,
+            "daemon saw {:?}",
+            daemon_ids(disc)
+        );
         std::thread::sleep(Duration::from_millis(200));
     }
     sigterm(&mut agents[4]);
@@ -210,7 +233,11 @@ fn dns_sd_flavour_finds_agents_with_metadata() {
         let k: usize = p["id"].as_str().unwrap()[6..].parse().unwrap();
         let addr = format!("/ip4/{}/tcp/9000", lan.hosts[k - 1].ip);
         assert!(
-            p["addrs"].as_array().unwrap().iter().any(|a| a == &serde_json::json!(addr)),
+            p["addrs"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|a| a == &serde_json::json!(addr)),
             "{p:#}"
         );
     }
@@ -240,12 +267,20 @@ fn a_host_whose_link_goes_down_is_gone_after_its_ttl() {
     let both = vec!["agent-1".to_owned(), "agent-2".to_owned()];
     let deadline = Instant::now() + Duration::from_secs(20);
     while daemon_ids(disc).as_deref() != Some(&both[..]) {
-        assert!(Instant::now() < deadline, "daemon saw {:?}", daemon_ids(disc));
+        assert!(
+            Instant::now() < deadline,
+            "daemon saw {:?}",
+            daemon_ids(disc)
+        );
         std::thread::sleep(Duration::from_millis(200));
     }
     // Still there after several TTLs: the querier refreshes before expiry.
     std::thread::sleep(Duration::from_secs(7));
-    assert_eq!(daemon_ids(disc).as_deref(), Some(&both[..]), "live peers were refreshed");
+    assert_eq!(
+        daemon_ids(disc).as_deref(),
+        Some(&both[..]),
+        "live peers were refreshed"
+    );
     lan.link_down(1);
     let down = Instant::now();
     let one = vec!["agent-1".to_owned()];

@@ -74,7 +74,16 @@ impl Lan {
         };
         must(&["ip", "link", "add", &bridge, "type", "bridge"]);
         // Multicast snooping would drop 224.0.0.251 until a querier is seen.
-        run(&["ip", "link", "set", &bridge, "type", "bridge", "mcast_snooping", "0"]);
+        run(&[
+            "ip",
+            "link",
+            "set",
+            &bridge,
+            "type",
+            "bridge",
+            "mcast_snooping",
+            "0",
+        ]);
         must(&["ip", "link", "set", &bridge, "up"]);
         if run(&["iptables", "-I", "FORWARD", "-i", &bridge, "-j", "ACCEPT"]) {
             run(&["iptables", "-I", "FORWARD", "-o", &bridge, "-j", "ACCEPT"]);
@@ -89,13 +98,30 @@ impl Lan {
                 ns: ns.clone(),
                 ip: ip.clone(),
             });
-            must(&["ip", "link", "add", &veth, "type", "veth", "peer", "name", "eth0", "netns", &ns]);
+            must(&[
+                "ip", "link", "add", &veth, "type", "veth", "peer", "name", "eth0", "netns", &ns,
+            ]);
             lan.links.push(veth.clone());
             must(&["ip", "link", "set", &veth, "master", &bridge, "up"]);
-            must(&["ip", "netns", "exec", &ns, "ip", "addr", "add", &format!("{ip}/24"), "dev", "eth0"]);
-            must(&["ip", "netns", "exec", &ns, "ip", "link", "set", "eth0", "up"]);
+            must(&[
+                "ip",
+                "netns",
+                "exec",
+                &ns,
+                "ip",
+                "addr",
+                "add",
+                &format!("{ip}/24"),
+                "dev",
+                "eth0",
+            ]);
+            must(&[
+                "ip", "netns", "exec", &ns, "ip", "link", "set", "eth0", "up",
+            ]);
             must(&["ip", "netns", "exec", &ns, "ip", "link", "set", "lo", "up"]);
-            must(&["ip", "netns", "exec", &ns, "ip", "route", "add", "default", "dev", "eth0"]);
+            must(&[
+                "ip", "netns", "exec", &ns, "ip", "route", "add", "default", "dev", "eth0",
+            ]);
         }
         lan
     }
@@ -116,8 +142,24 @@ impl Drop for Lan {
         }
         run(&["ip", "link", "del", &self.bridge]);
         if self.rules {
-            run(&["iptables", "-D", "FORWARD", "-i", &self.bridge, "-j", "ACCEPT"]);
-            run(&["iptables", "-D", "FORWARD", "-o", &self.bridge, "-j", "ACCEPT"]);
+            run(&[
+                "iptables",
+                "-D",
+                "FORWARD",
+                "-i",
+                &self.bridge,
+                "-j",
+                "ACCEPT",
+            ]);
+            run(&[
+                "iptables",
+                "-D",
+                "FORWARD",
+                "-o",
+                &self.bridge,
+                "-j",
+                "ACCEPT",
+            ]);
         }
     }
 }
