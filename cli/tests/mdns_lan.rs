@@ -264,7 +264,7 @@ fn a_host_whose_link_goes_down_is_gone_after_its_ttl() {
             .stdout(Stdio::null());
         Proc::spawn(cmd)
     };
-    let both = vec!["agent-1".to_owned(), "agent-2".to_owned()];
+    let both = ["agent-1".to_owned(), "agent-2".to_owned()];
     let deadline = Instant::now() + Duration::from_secs(20);
     while daemon_ids(disc).as_deref() != Some(&both[..]) {
         assert!(
@@ -283,7 +283,7 @@ fn a_host_whose_link_goes_down_is_gone_after_its_ttl() {
     );
     lan.link_down(1);
     let down = Instant::now();
-    let one = vec!["agent-1".to_owned()];
+    let one = ["agent-1".to_owned()];
     while daemon_ids(disc).as_deref() != Some(&one[..]) {
         assert!(
             down.elapsed() < Duration::from_secs(30),
