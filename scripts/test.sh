@@ -45,6 +45,13 @@ if ! skipping ROLLCALL_SKIP_NETNS || ! skipping ROLLCALL_SKIP_DOCKER; then
   command -v ip >/dev/null || pkgs+=(iproute2)
   command -v iptables >/dev/null || pkgs+=(iptables)
 fi
+if ! skipping ROLLCALL_SKIP_NETNS; then
+  # backend-mdns: the DNS-SD interop test (avahi in namespaces) and the daemon check.
+  command -v avahi-daemon >/dev/null || pkgs+=(avahi-daemon)
+  command -v avahi-browse >/dev/null || pkgs+=(avahi-utils)
+  command -v dbus-daemon >/dev/null || pkgs+=(dbus)
+  command -v curl >/dev/null || pkgs+=(curl)
+fi
 if [ "${#pkgs[@]}" -gt 0 ]; then
   say "installing ${pkgs[*]}"
   if [ "$(id -u)" != 0 ]; then

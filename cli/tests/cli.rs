@@ -163,7 +163,7 @@ fn config_errors_name_the_key_and_the_fix() {
             "unknown backend",
         ),
         (
-            "[sources.x]\ntype = \"mdns\"\n",
+            "[sources.x]\ntype = \"dht\"\n",
             "sources.x.type",
             "not part of this release",
         ),

@@ -1,0 +1,297 @@
+//! Real multicast between network namespaces on one bridge: five namespaces
+//! each run `rollcall agent` with an mdns source (libp2p flavour, the
+//! go-libp2p tag `CHORUS-peer-discovery`), a sixth runs discoverers.
+//! * a cold `rollcall peers` lists all five with their metadata;
+//! * a daemon (`rollcall run`) sees an agent stopped with SIGTERM gone at once
+//!   (its goodbye; the records' TTL is 3200 s);
+//! * an agent under another service name is not mixed in;
+//! * the DNS-SD flavour (`_rollcall._tcp.local`) finds its agents with metadata.
+//!
+//! Needs root (namespaces); `ROLLCALL_SKIP_NETNS=1` skips it, saying so.
+
+#[path = "../../backend-mdns/tests/common/netns.rs"]
+mod netns;
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use netns::{Lan, Proc};
+
+const BIN: &str = env!("CARGO_BIN_EXE_rollcall");
+
+fn config(dir: &Path, name: &str, source: &str) -> std::path::PathBuf {
+    let p = dir.join(name);
+    std::fs::write(
+        &p,
+        format!(
+            r#"
+[local]
+id = "placeholder"
+capabilities = ["go_development", "testing"]
+status = "idle"
+labels = {{ model = "llama3.1:8b" }}
+
+[api]
+listen = "127.0.0.1:7788"
+
+[sources.lan]
+type = "mdns"
+interfaces = ["eth0"]
+{source}
+"#
+        ),
+    )
+    .unwrap();
+    p
+}
+
+fn agent(lan: &Lan, k: usize, cfg: &Path, dir: &Path) -> Proc {
+    let h = &lan.hosts[k];
+    let mut cmd = Command::new("ip");
+    cmd.args(["netns", "exec", &h.ns, BIN, "agent", "-c"])
+        .arg(cfg)
+        .env("ROLLCALL__LOCAL__ID", format!("agent-{}", k + 1))
+        .env("ROLLCALL__LOCAL__ADDRS", format!("{}:9000", h.ip))
+        .env("ROLLCALL__IDENTITY__FILE", dir.join(format!("id-{k}.key")))
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null());
+    Proc::spawn(cmd)
+}
+
+fn peers(ns: &str, cfg: &Path, dir: &Path) -> serde_json::Value {
+    let out = Command::new("ip")
+        .args([
+            "netns", "exec", ns, BIN, "peers", "--json", "--wait", "3s", "-c",
+        ])
+        .arg(cfg)
+        .env("ROLLCALL__IDENTITY__FILE", dir.join("discoverer.key"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+fn ids(v: &serde_json::Value) -> Vec<String> {
+    let mut ids: Vec<String> = v["peers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["id"].as_str().unwrap().to_owned())
+        .collect();
+    ids.sort();
+    ids
+}
+
+fn wait_ids(ns: &str, cfg: &Path, dir: &Path, want: &[String]) -> serde_json::Value {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let v = peers(ns, cfg, dir);
+        if ids(&v) == want || Instant::now() > deadline {
+            return v;
+        }
+        std::thread::sleep(Duration::from_millis(300));
+    }
+}
+
+fn daemon_ids(ns: &str) -> Option<Vec<String>> {
+    let out = Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            ns,
+            "curl",
+            "-sf",
+            "http://127.0.0.1:7788/v1/peers",
+        ])
+        .output()
+        .expect("curl (apt-get install curl)");
+    if !out.status.success() {
+        return None;
+    }
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
+    let list = v.get("peers").unwrap_or(&v).as_array()?.clone();
+    let mut ids: Vec<String> = list
+        .iter()
+        .filter_map(|p| p["id"].as_str().map(str::to_owned))
+        .collect();
+    ids.sort();
+    Some(ids)
+}
+
+fn sigterm(p: &mut Proc) {
+    assert!(Command::new("kill")
+        .args(["-TERM", &p.child.id().to_string()])
+        .status()
+        .unwrap()
+        .success());
+    assert!(p.child.wait().unwrap().success());
+}
+
+#[test]
+fn five_agents_found_with_metadata_goodbye_and_service_names() {
+    if netns::skip("mdns netns LAN test") {
+        return;
+    }
+    let lan = Lan::new(7);
+    let dir = tempfile::tempdir().unwrap();
+    let chorus = config(
+        dir.path(),
+        "chorus.toml",
+        r#"service_name = "CHORUS-peer-discovery.local""#,
+    );
+    let other = config(
+        dir.path(),
+        "other.toml",
+        r#"service_name = "_p2p._udp.local""#,
+    );
+    let mut agents: Vec<Proc> = (0..5)
+        .map(|k| agent(&lan, k, &chorus, dir.path()))
+        .collect();
+    // Host 6 announces under another name; it must not be mixed in.
+    let _stranger = agent(&lan, 5, &other, dir.path());
+    let disc = &lan.hosts[6].ns;
+    let want: Vec<String> = (1..=5).map(|k| format!("agent-{k}")).collect();
+    let v = wait_ids(disc, &chorus, dir.path(), &want);
+    assert_eq!(ids(&v), want, "{v:#}");
+    for p in v["peers"].as_array().unwrap() {
+        assert_eq!(p["status"], "idle", "{p:#}");
+        assert_eq!(
+            p["capabilities"],
+            serde_json::json!(["go_development", "testing"])
+        );
+        assert_eq!(p["labels"]["model"], "llama3.1:8b");
+        let pid = p["aliases"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|a| a["kind"] == "peer_id")
+            .and_then(|a| a["value"].as_str())
+            .expect("peer_id alias");
+        assert!(pid.starts_with("12D3KooW"), "{pid}");
+    }
+    let other_view = wait_ids(disc, &other, dir.path(), &["agent-6".to_owned()]);
+    assert_eq!(ids(&other_view), ["agent-6"], "{other_view:#}");
+
+    // A daemon that already knows everyone sees a stopped agent go at once.
+    let mut daemon = {
+        let mut cmd = Command::new("ip");
+        cmd.args(["netns", "exec", disc, BIN, "run", "-c"])
+            .arg(&chorus)
+            .env("ROLLCALL__IDENTITY__FILE", dir.path().join("daemon.key"))
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null());
+        Proc::spawn(cmd)
+    };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while daemon_ids(disc).as_deref() != Some(&want[..]) {
+        assert!(
+            Instant::now() < deadline,
+            "daemon saw {:?}",
+            daemon_ids(disc)
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    sigterm(&mut agents[4]);
+    let gone = Instant::now();
+    let want4: Vec<String> = want[..4].to_vec();
+    while daemon_ids(disc).as_deref() != Some(&want4[..]) {
+        assert!(
+            gone.elapsed() < Duration::from_secs(3),
+            "goodbye not honoured: daemon saw {:?}",
+            daemon_ids(disc)
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    eprintln!("goodbye seen by the daemon after {:?}", gone.elapsed());
+    sigterm(&mut daemon);
+}
+
+#[test]
+fn dns_sd_flavour_finds_agents_with_metadata() {
+    if netns::skip("mdns dns-sd netns LAN test") {
+        return;
+    }
+    let lan = Lan::new(6);
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(
+        dir.path(),
+        "dnssd.toml",
+        "flavour = \"dns-sd\"\nservice_name = \"_rollcall._tcp.local\"",
+    );
+    let _agents: Vec<Proc> = (0..5).map(|k| agent(&lan, k, &cfg, dir.path())).collect();
+    let want: Vec<String> = (1..=5).map(|k| format!("agent-{k}")).collect();
+    let v = wait_ids(&lan.hosts[5].ns, &cfg, dir.path(), &want);
+    assert_eq!(ids(&v), want, "{v:#}");
+    for p in v["peers"].as_array().unwrap() {
+        assert_eq!(p["status"], "idle", "{p:#}");
+        assert_eq!(p["labels"]["model"], "llama3.1:8b");
+        let k: usize = p["id"].as_str().unwrap()[6..].parse().unwrap();
+        let addr = format!("/ip4/{}/tcp/9000", lan.hosts[k - 1].ip);
+        assert!(
+            p["addrs"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|a| a == &serde_json::json!(addr)),
+            "{p:#}"
+        );
+    }
+}
+
+#[test]
+fn a_host_whose_link_goes_down_is_gone_after_its_ttl() {
+    if netns::skip("mdns link-down netns test") {
+        return;
+    }
+    let lan = Lan::new(3);
+    let dir = tempfile::tempdir().unwrap();
+    // Short record TTLs so that expiry is observable in a test.
+    let cfg = config(dir.path(), "short.toml", "ttl = \"3s\"\nhost_ttl = \"3s\"");
+    let _a1 = agent(&lan, 0, &cfg, dir.path());
+    let _a2 = agent(&lan, 1, &cfg, dir.path());
+    let disc = &lan.hosts[2].ns;
+    let mut daemon = {
+        let mut cmd = Command::new("ip");
+        cmd.args(["netns", "exec", disc, BIN, "run", "-c"])
+            .arg(&cfg)
+            .env("ROLLCALL__IDENTITY__FILE", dir.path().join("daemon.key"))
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null());
+        Proc::spawn(cmd)
+    };
+    let both = ["agent-1".to_owned(), "agent-2".to_owned()];
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while daemon_ids(disc).as_deref() != Some(&both[..]) {
+        assert!(
+            Instant::now() < deadline,
+            "daemon saw {:?}",
+            daemon_ids(disc)
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // Still there after several TTLs: the querier refreshes before expiry.
+    std::thread::sleep(Duration::from_secs(7));
+    assert_eq!(
+        daemon_ids(disc).as_deref(),
+        Some(&both[..]),
+        "live peers were refreshed"
+    );
+    lan.link_down(1);
+    let down = Instant::now();
+    let one = ["agent-1".to_owned()];
+    while daemon_ids(disc).as_deref() != Some(&one[..]) {
+        assert!(
+            down.elapsed() < Duration::from_secs(30),
+            "a silent host was never expired: daemon saw {:?}",
+            daemon_ids(disc)
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    eprintln!("silent host expired after {:?} (ttl 3s)", down.elapsed());
+    sigterm(&mut daemon);
+}
