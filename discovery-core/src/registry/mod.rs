@@ -3,6 +3,8 @@
 mod state;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod event_tests;
 mod view;
 
 use std::sync::{Arc, Mutex, MutexGuard};

@@ -93,6 +93,13 @@ struct PeerEntry {
     view: Arc<Peer>,
 }
 
+/// A roster change staged during a recompute, numbered once all are known.
+enum Pending {
+    Same(Arc<Peer>),
+    Joined(Arc<Peer>),
+    Updated(Arc<Peer>, Option<String>),
+}
+
 /// One group being formed during a partition.
 struct Group<'a> {
     members: Members,
@@ -127,6 +134,8 @@ pub(crate) struct State {
     visit_gen: u32,
     out: Vec<RosterEvent>,
     dropped_addrs: u64,
+    /// The last uid handed out; uids are never reused.
+    last_uid: u64,
 }
 
 impl State {
@@ -149,6 +158,7 @@ impl State {
             visit_gen: 0,
             out: Vec::new(),
             dropped_addrs: 0,
+            last_uid: 0,
         }
     }
 
@@ -620,6 +630,11 @@ impl State {
         }
     }
 
+    fn new_uid(&mut self) -> u64 {
+        self.last_uid += 1;
+        self.last_uid
+    }
+
     fn next_visit_gen(&mut self) -> u32 {
         if self.visit_stamp.len() < self.obs.len() {
             self.visit_stamp.resize(self.obs.len(), 0);
@@ -709,57 +724,54 @@ impl State {
             }
         }
 
+        // Events are staged and numbered at the end: absorbed entries leave
+        // first, so a replica keyed by display id never loses the survivor.
         let mut claimed: SmallVec<[PeerIdx; 8]> = SmallVec::new();
+        let mut changes: SmallVec<[Pending; 4]> = SmallVec::new();
         for members in groups {
             let mut view = self.build_view(&members);
             view.id = self.unique_id(&view, &members);
-            let view = Arc::new(view);
-            let reuse = members
+            let candidates = members
                 .iter()
                 .filter_map(|&m| self.entry(m).and_then(|e| e.peer))
-                .find(|p| old_peers.contains(p) && !claimed.contains(p));
+                .filter(|p| old_peers.contains(p) && !claimed.contains(p));
+            // The entry that keeps its uid: the one whose display id survives,
+            // else the one of the highest-priority observation.
+            let mut reuse = None;
+            for p in candidates {
+                let same_id = self.peers[p as usize]
+                    .as_ref()
+                    .is_some_and(|pe| pe.view.id == view.id);
+                if same_id {
+                    reuse = Some(p);
+                    break;
+                }
+                reuse.get_or_insert(p);
+            }
             let slot = match reuse {
                 Some(p) => {
                     claimed.push(p);
-                    let old = self.peers[p as usize].take();
-                    match old {
-                        Some(old) if old.view.id == view.id => {
+                    match self.peers[p as usize].take() {
+                        Some(old) => {
+                            view.uid = old.view.uid;
                             if !old.view.same_content(&view) {
-                                self.version += 1;
-                                self.out.push(RosterEvent::Updated {
-                                    version: self.version,
-                                    peer: view.clone(),
-                                });
+                                let renamed_from =
+                                    (old.view.id != view.id).then(|| old.view.id.clone());
+                                changes.push(Pending::Updated(Arc::new(view), renamed_from));
+                            } else {
+                                changes.push(Pending::Same(old.view));
                             }
                         }
-                        Some(old) => {
-                            self.version += 1;
-                            self.out.push(RosterEvent::Left {
-                                version: self.version,
-                                peer: old.view,
-                            });
-                            self.version += 1;
-                            self.out.push(RosterEvent::Joined {
-                                version: self.version,
-                                peer: view.clone(),
-                            });
-                        }
                         None => {
-                            self.version += 1;
-                            self.out.push(RosterEvent::Joined {
-                                version: self.version,
-                                peer: view.clone(),
-                            });
+                            view.uid = self.new_uid();
+                            changes.push(Pending::Joined(Arc::new(view)));
                         }
                     }
                     p
                 }
                 None => {
-                    self.version += 1;
-                    self.out.push(RosterEvent::Joined {
-                        version: self.version,
-                        peer: view.clone(),
-                    });
+                    view.uid = self.new_uid();
+                    changes.push(Pending::Joined(Arc::new(view)));
                     match self.free_peers.pop() {
                         Some(p) => p,
                         None => {
@@ -768,6 +780,10 @@ impl State {
                         }
                     }
                 }
+            };
+            let view = match changes.last() {
+                Some(Pending::Updated(v, _) | Pending::Joined(v) | Pending::Same(v)) => v.clone(),
+                None => continue, // unreachable: one change is staged per group
             };
             for &m in &members {
                 if let Some(e) = self.obs[m as usize].as_mut() {
@@ -782,13 +798,38 @@ impl State {
                 continue;
             }
             if let Some(old) = self.peers[p as usize].take() {
+                // Absorbed when a former member now belongs to another entry.
+                let merged_into = old
+                    .members
+                    .iter()
+                    .filter_map(|&m| self.entry(m).and_then(|e| e.peer))
+                    .find(|&q| q != p)
+                    .and_then(|q| self.peers[q as usize].as_ref())
+                    .map(|q| q.view.uid);
                 self.version += 1;
                 self.out.push(RosterEvent::Left {
                     version: self.version,
                     peer: old.view,
+                    merged_into,
                 });
                 self.free_peers.push(p);
             }
+        }
+        for c in changes {
+            let ev = match c {
+                Pending::Same(_) => continue,
+                Pending::Joined(peer) => RosterEvent::Joined {
+                    version: self.version + 1,
+                    peer,
+                },
+                Pending::Updated(peer, renamed_from) => RosterEvent::Updated {
+                    version: self.version + 1,
+                    peer,
+                    renamed_from,
+                },
+            };
+            self.version += 1;
+            self.out.push(ev);
         }
         self.update_conflicts(&comp, found_conflicts);
         metrics::gauge!("rollcall_roster_peers").set(self.peer_ids.len() as f64);
@@ -936,6 +977,7 @@ impl State {
         aliases.sort_by_key(|a| kind_index(a.kind));
         addrs.sort_by_key(|a| a.rank);
         Peer {
+            uid: 0,
             id: String::new(),
             aliases,
             name,
