@@ -5,6 +5,10 @@ mod state;
 mod tests;
 #[cfg(test)]
 mod event_tests;
+#[cfg(test)]
+mod model_tests;
+#[cfg(test)]
+mod health_tests;
 mod view;
 
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -177,6 +181,7 @@ impl RegistryBuilder {
     pub fn start(mut self) -> Result<Registry, RegistryError> {
         self.claim_identity()?;
         let mut state = State::new(self.config.address_policy());
+        state.set_fallback_hold(self.config.fallback_hold);
         let mut names: Vec<&str> = Vec::new();
         for s in &self.sources {
             if names.contains(&&*s.name) {
@@ -363,9 +368,16 @@ impl Registry {
         self.inner.lock().dropped_addrs()
     }
 
-    /// Whether every primary source has synced at least once.
+    /// Whether every enabled primary source has completed at least one
+    /// successful sync (a partial or failed refresh is not one).
     pub fn ready(&self) -> bool {
         self.inner.lock().primaries_synced()
+    }
+
+    /// Why the registry is not ready: one line per primary source that never
+    /// synced, naming it and its last error. Empty when ready.
+    pub fn not_ready_reasons(&self) -> Vec<String> {
+        self.inner.lock().not_ready()
     }
 
     /// A snapshot, then every change in order.

@@ -82,6 +82,8 @@ struct ObsEntry {
     /// without re-filtering or re-formatting anything.
     input_hash: u64,
     last_seen: SystemTime,
+    /// When the source last confirmed it (monotonic): staleness is per sighting.
+    seen_at: Instant,
     peer: Option<PeerIdx>,
     active: bool,
 }
@@ -129,6 +131,12 @@ pub(crate) struct State {
     expiry: BTreeMap<(Instant, ObsIdx), ()>,
     version: u64,
     fallback_active: bool,
+    /// Hysteresis: how long primaries stay healthy before the fallback stands down.
+    fallback_hold: Duration,
+    /// Since when every primary has been healthy while the fallback still counts.
+    primaries_ok_since: Option<Instant>,
+    /// The fallback has not yet stood down since start (that first time is immediate).
+    fallback_at_start: bool,
     conflicts: BTreeMap<(AliasKind, String), Conflict>,
     visit_stamp: Vec<u32>,
     visit_gen: u32,
@@ -153,6 +161,9 @@ impl State {
             expiry: BTreeMap::new(),
             version: 0,
             fallback_active: true,
+            fallback_hold: Duration::ZERO,
+            primaries_ok_since: None,
+            fallback_at_start: true,
             conflicts: BTreeMap::new(),
             visit_stamp: Vec::new(),
             visit_gen: 0,
@@ -184,6 +195,10 @@ impl State {
             restarts: 0,
         });
         (self.sources.len() - 1) as SourceIdx
+    }
+
+    pub(crate) fn set_fallback_hold(&mut self, hold: Duration) {
+        self.fallback_hold = hold;
     }
 
     pub(crate) fn version(&self) -> u64 {
@@ -242,22 +257,35 @@ impl State {
                 meta.stale_deadline = None;
                 meta.attempted = true;
             }
-            SourceEvent::Degraded { reason } => {
-                if meta.health != Health::Degraded || meta.stale_deadline.is_none() {
-                    meta.stale_deadline = Some(now + meta.max_staleness);
+            SourceEvent::Degraded { reason } => self.mark_degraded(src, reason, now),
+            SourceEvent::Partial {
+                observations,
+                reason,
+            } => {
+                // Health first: the confirmed sightings must not flip it to ok.
+                self.mark_degraded(src, reason, now);
+                for o in observations {
+                    self.upsert(src, o, now, wall);
                 }
-                meta.health = Health::Degraded;
-                meta.last_error = Some(reason);
-                meta.attempted = true;
             }
         }
-        self.refresh_fallback();
+        self.refresh_fallback(now);
     }
 
     pub(crate) fn note_restart(&mut self, src: SourceIdx) {
         if let Some(m) = self.sources.get_mut(src as usize) {
             m.restarts += 1;
         }
+    }
+
+    fn mark_degraded(&mut self, src: SourceIdx, reason: String, now: Instant) {
+        let meta = &mut self.sources[src as usize];
+        if meta.health != Health::Degraded || meta.stale_deadline.is_none() {
+            meta.stale_deadline = Some(now + meta.max_staleness);
+        }
+        meta.health = Health::Degraded;
+        meta.last_error = Some(reason);
+        meta.attempted = true;
     }
 
     fn mark_synced(&mut self, src: SourceIdx, wall: SystemTime) {
@@ -294,10 +322,11 @@ impl State {
     pub(crate) fn next_deadline(&self) -> Option<Instant> {
         let ttl = self.expiry.keys().next().map(|(t, _)| *t);
         let stale = self.sources.iter().filter_map(|s| s.stale_deadline).min();
-        match (ttl, stale) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        let hold = self
+            .primaries_ok_since
+            .filter(|_| self.fallback_active)
+            .map(|t| t + self.fallback_hold);
+        [ttl, stale, hold].into_iter().flatten().min()
     }
 
     /// Expires observations whose TTL passed and drops what degraded sources
@@ -320,13 +349,21 @@ impl State {
             if !due {
                 continue;
             }
-            self.sources[s].stale_deadline = None;
             let class = self.sources[s].class;
+            let max = self.sources[s].max_staleness;
+            // Still degraded: what a partial refresh keeps confirming stays,
+            // and the next sweep is due one staleness period from now.
+            self.sources[s].stale_deadline = (self.sources[s].health == Health::Degraded
+                && class != SourceClass::Cache)
+                .then(|| now + max);
             let victims: Vec<ObsIdx> = self.sources[s]
                 .keys
                 .values()
                 .filter(|&i| {
-                    class == SourceClass::Cache || self.entry(i).is_some_and(|e| e.expiry.is_none())
+                    class == SourceClass::Cache
+                        || self
+                            .entry(i)
+                            .is_some_and(|e| e.expiry.is_none() && e.seen_at + max <= now)
                 })
                 .collect();
             if !victims.is_empty() {
@@ -336,7 +373,7 @@ impl State {
                 self.remove_obs(idx);
             }
         }
-        self.refresh_fallback();
+        self.refresh_fallback(now);
     }
 
     fn lookup(&self, src: SourceIdx, key: &str) -> Option<ObsIdx> {
@@ -397,7 +434,7 @@ impl State {
         if let Some(idx) = existing {
             if self.entry(idx).is_some_and(|e| e.input_hash == input_hash) {
                 self.set_expiry(idx, o.ttl.map(|t| now + t));
-                self.renew(src, idx, wall);
+                self.renew(src, idx, now, wall);
                 return;
             }
         }
@@ -422,7 +459,7 @@ impl State {
                 if let Some(e) = self.obs[idx as usize].as_mut() {
                     e.input_hash = input_hash;
                 }
-                self.renew(src, idx, wall);
+                self.renew(src, idx, now, wall);
                 return;
             }
             // Changed: neighbours through the old aliases must be re-partitioned too.
@@ -434,6 +471,7 @@ impl State {
                 e.addrs = addrs;
                 e.meta = meta;
                 e.last_seen = wall;
+                e.seen_at = now;
                 e.input_hash = input_hash;
             }
             self.index(idx);
@@ -451,6 +489,7 @@ impl State {
             expiry: None,
             input_hash,
             last_seen: wall,
+            seen_at: now,
             peer: None,
             active,
         };
@@ -476,10 +515,11 @@ impl State {
     }
 
     /// A renewal: refresh last_seen in place, no event, no re-merge.
-    fn renew(&mut self, src: SourceIdx, idx: ObsIdx, wall: SystemTime) {
+    fn renew(&mut self, src: SourceIdx, idx: ObsIdx, now: Instant, wall: SystemTime) {
         let peer = match self.obs[idx as usize].as_mut() {
             Some(e) => {
                 e.last_seen = wall;
+                e.seen_at = now;
                 e.peer
             }
             None => return,
@@ -581,14 +621,28 @@ impl State {
     }
 
     /// Whether fallback sources count: every primary is degraded or empty.
-    fn refresh_fallback(&mut self) {
+    fn refresh_fallback(&mut self, now: Instant) {
         let want = self
             .sources
             .iter()
             .filter(|s| s.class == SourceClass::Primary)
             .all(|s| s.health == Health::Degraded || s.keys.is_empty());
+        if want {
+            self.primaries_ok_since = None;
+        }
         if want == self.fallback_active {
             return;
+        }
+        if !want && !self.fallback_at_start {
+            // Hysteresis: the primaries must stay healthy for the hold time.
+            let since = *self.primaries_ok_since.get_or_insert(now);
+            if now < since + self.fallback_hold {
+                return;
+            }
+        }
+        self.primaries_ok_since = None;
+        if !want {
+            self.fallback_at_start = false;
         }
         self.fallback_active = want;
         tracing::info!(
@@ -596,6 +650,8 @@ impl State {
             "fallback sources {}",
             if want { "now count" } else { "stand down" }
         );
+        metrics::counter!("rollcall_fallback_switches_total", "to" => if want { "active" } else { "standby" })
+            .increment(1);
         let fallback: Vec<ObsIdx> = self
             .sources
             .iter()
@@ -1138,6 +1194,19 @@ impl State {
             .iter()
             .filter(|s| s.class != SourceClass::Cache)
             .all(|s| s.attempted)
+    }
+
+    /// Why the registry is not ready: one line per enabled primary source
+    /// that never completed a successful sync, naming it. Empty when ready.
+    pub(crate) fn not_ready(&self) -> Vec<String> {
+        self.sources
+            .iter()
+            .filter(|s| s.class == SourceClass::Primary && !s.synced)
+            .map(|s| match &s.last_error {
+                Some(e) => format!("source `{}` never synced: {e}", s.name),
+                None => format!("source `{}` has not synced yet", s.name),
+            })
+            .collect()
     }
 
     /// Every primary source has synced at least once.
