@@ -288,10 +288,19 @@ async fn run(path: Option<&std::path::Path>, listen: Option<std::net::SocketAddr
     )
     .await?;
     tracing::info!(%bound, sources = cfg.enabled_sources().count(), "rollcall running; HTTP API up");
-    wait_for_signal().await;
+    // A registry failure (its merge task panicked) stops the daemon too.
+    let failed = registry.shutdown_token();
+    tokio::select! {
+        _ = wait_for_signal() => {}
+        _ = failed.cancelled() => {}
+    }
     tracing::info!("stopping");
     registry.shutdown().await;
     let _ = api.await;
+    if let Some(why) = registry.failure() {
+        eprintln!("error: {why}");
+        return Ok(ExitCode::FAILURE);
+    }
     Ok(ExitCode::SUCCESS)
 }
 

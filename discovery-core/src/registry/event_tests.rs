@@ -40,6 +40,7 @@ impl Replica {
             RosterEvent::Conflict { version, .. } => {
                 assert_eq!(*version, self.version, "a conflict keeps the version");
             }
+            #[allow(unreachable_patterns)]
             _ => {}
         }
     }
@@ -170,6 +171,7 @@ async fn finding1_merge_events_replay_to_the_roster() {
             RosterEvent::Left { peer, .. } => {
                 by_id.remove(&peer.id);
             }
+            #[allow(unreachable_patterns)]
             _ => {}
         }
     }

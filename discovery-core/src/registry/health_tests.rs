@@ -132,3 +132,38 @@ fn finding4_never_synced_primary_is_not_ready_and_named() {
     assert!(s.primaries_synced(), "an empty but complete sync is a sync");
     assert!(s.not_ready().is_empty());
 }
+
+/// A panic in the merge task is visible: not ready with the reason, the
+/// watcher ends and says why.
+#[tokio::test(start_paused = true)]
+async fn a_merge_task_panic_is_not_ready_and_ends_watchers() {
+    use super::{RegistryBuilder, SourceOptions, WatchUpdate};
+    use crate::config::RegistryConfig;
+    use crate::source::{DiscoverySource, SourceContext, SourceError};
+
+    struct Boom;
+    #[async_trait::async_trait]
+    impl DiscoverySource for Boom {
+        async fn run(&self, ctx: SourceContext) -> Result<(), SourceError> {
+            let _ = ctx.events.replace(vec![]).await;
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            let _ = ctx.events.degraded("test: panic the merge task").await;
+            ctx.shutdown.cancelled().await;
+            Ok(())
+        }
+    }
+    let reg = RegistryBuilder::new(RegistryConfig::default())
+        .source("boom", SourceOptions::default(), Boom)
+        .start()
+        .unwrap();
+    let mut w = reg.watch();
+    assert!(matches!(w.next().await, Some(WatchUpdate::Snapshot(_))));
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(reg.ready());
+    let end = tokio::time::timeout(Duration::from_secs(5), w.next()).await;
+    assert!(matches!(end, Ok(None)), "the watcher ends: {end:?}");
+    assert!(w.error().is_some_and(|e| e.contains("merge task panicked")));
+    assert!(!reg.ready());
+    assert!(reg.not_ready_reasons()[0].contains("merge task panicked"));
+    reg.shutdown().await;
+}

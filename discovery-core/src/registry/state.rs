@@ -144,6 +144,9 @@ pub(crate) struct State {
     dropped_addrs: u64,
     /// The last uid handed out; uids are never reused.
     last_uid: u64,
+    /// Aliases of observations taken out of the index since the last
+    /// recompute: their conflicts are re-decided even when no neighbour is left.
+    unindexed_aliases: Vec<(AliasKind, String)>,
 }
 
 impl State {
@@ -170,6 +173,7 @@ impl State {
             out: Vec::new(),
             dropped_addrs: 0,
             last_uid: 0,
+            unindexed_aliases: Vec::new(),
         }
     }
 
@@ -279,6 +283,9 @@ impl State {
     }
 
     fn mark_degraded(&mut self, src: SourceIdx, reason: String, now: Instant) {
+        // Lets the tests make the merge task panic for real.
+        #[cfg(test)]
+        assert!(reason != "test: panic the merge task", "{reason}");
         let meta = &mut self.sources[src as usize];
         if meta.health != Health::Degraded || meta.stale_deadline.is_none() {
             meta.stale_deadline = Some(now + meta.max_staleness);
@@ -574,6 +581,10 @@ impl State {
         for a in e.aliases.iter() {
             if !a.kind.is_strong() {
                 continue;
+            }
+            if !self.conflicts.is_empty() {
+                self.unindexed_aliases
+                    .push((a.kind, a.match_value().to_owned()));
             }
             let h = self.hasher.hash_one(a.match_value());
             let map = &mut self.alias_index[kind_index(a.kind)];
@@ -1080,11 +1091,11 @@ impl State {
     }
 
     fn update_conflicts(&mut self, comp: &[ObsIdx], found: Vec<FoundConflict>) {
+        let mut touched = std::mem::take(&mut self.unindexed_aliases);
         if found.is_empty() && self.conflicts.is_empty() {
             return;
         }
         // Conflicts about any alias of this component are re-decided here.
-        let mut touched: Vec<(AliasKind, String)> = Vec::new();
         for &o in comp {
             if let Some(e) = self.entry(o) {
                 for a in e.aliases.iter() {
