@@ -12,7 +12,7 @@ use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
-use discovery_core::{AliasKind, Health, Peer, Registry, RosterEvent, WatchUpdate};
+use discovery_core::{AliasKind, Peer, Registry, RosterEvent, WatchUpdate};
 use futures::Stream;
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;

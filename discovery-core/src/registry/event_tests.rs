@@ -25,12 +25,20 @@ impl Replica {
     pub(crate) fn apply(&mut self, ev: &RosterEvent) {
         match ev {
             RosterEvent::Joined { version, peer } | RosterEvent::Updated { version, peer, .. } => {
-                assert_eq!(*version, self.version + 1, "versions are consecutive: {ev:?}");
+                assert_eq!(
+                    *version,
+                    self.version + 1,
+                    "versions are consecutive: {ev:?}"
+                );
                 self.version = *version;
                 self.by_uid.insert(peer.uid, peer.clone());
             }
             RosterEvent::Left { version, peer, .. } => {
-                assert_eq!(*version, self.version + 1, "versions are consecutive: {ev:?}");
+                assert_eq!(
+                    *version,
+                    self.version + 1,
+                    "versions are consecutive: {ev:?}"
+                );
                 self.version = *version;
                 assert!(
                     self.by_uid.remove(&peer.uid).is_some(),
@@ -194,7 +202,10 @@ async fn finding2_rename_is_one_update_with_a_stable_uid() {
     let before = rig.events.len();
     rig.apply(
         0,
-        SourceEvent::Upsert(obs("k", &[(ContainerId, "abcdefabcdef"), (AgentId, "agent-1")])),
+        SourceEvent::Upsert(obs(
+            "k",
+            &[(ContainerId, "abcdefabcdef"), (AgentId, "agent-1")],
+        )),
     );
     let new: Vec<_> = rig.events[before..].to_vec();
     assert_eq!(new.len(), 1, "{new:#?}");
@@ -218,7 +229,10 @@ async fn finding2_rename_is_one_update_with_a_stable_uid() {
 async fn split_keeps_one_uid_and_joins_the_rest() {
     let mut rig = Rig::new(&[5, 3, 1]);
     rig.apply(0, SourceEvent::Upsert(obs("x", &[(AgentId, "a")])));
-    rig.apply(1, SourceEvent::Upsert(obs("y", &[(ContainerId, "cccccccccccc")])));
+    rig.apply(
+        1,
+        SourceEvent::Upsert(obs("y", &[(ContainerId, "cccccccccccc")])),
+    );
     rig.apply(
         2,
         SourceEvent::Upsert(obs("b", &[(AgentId, "a"), (ContainerId, "cccccccccccc")])),

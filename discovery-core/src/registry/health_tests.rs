@@ -20,8 +20,18 @@ fn agent(key: &str, id: &str) -> Observation {
 
 fn rig(hold: Duration) -> State {
     let mut s = State::new(AddressPolicy::default());
-    s.add_source(Arc::from("static"), 10, SourceClass::Primary, Duration::from_secs(300));
-    s.add_source(Arc::from("seeds"), 0, SourceClass::Fallback, Duration::from_secs(300));
+    s.add_source(
+        Arc::from("static"),
+        10,
+        SourceClass::Primary,
+        Duration::from_secs(300),
+    );
+    s.add_source(
+        Arc::from("seeds"),
+        0,
+        SourceClass::Fallback,
+        Duration::from_secs(300),
+    );
     s.set_fallback_hold(hold);
     s
 }
@@ -45,7 +55,12 @@ fn finding3_partial_refresh_every_tick_does_not_flap_the_fallback() {
     let mut s = rig(Duration::from_secs(10));
     let mut now = Instant::now();
     let wall = SystemTime::UNIX_EPOCH;
-    s.apply(1, SourceEvent::Replace(vec![agent("w", "walnut")]), now, wall);
+    s.apply(
+        1,
+        SourceEvent::Replace(vec![agent("w", "walnut")]),
+        now,
+        wall,
+    );
     let mut events: Vec<RosterEvent> = s.take_events().collect();
     for _ in 0..6 {
         now += Duration::from_secs(1);
@@ -61,10 +76,21 @@ fn finding3_partial_refresh_every_tick_does_not_flap_the_fallback() {
         s.advance(now);
         events.extend(s.take_events());
         let st = s.statuses();
-        assert_eq!(st[0].health, Health::Degraded, "one meaning of health: degraded");
-        assert!(st[1].counted, "the fallback keeps counting while the primary is degraded");
+        assert_eq!(
+            st[0].health,
+            Health::Degraded,
+            "one meaning of health: degraded"
+        );
+        assert!(
+            st[1].counted,
+            "the fallback keeps counting while the primary is degraded"
+        );
     }
-    assert_eq!(counts(&events), (2, 0), "walnut and agent-1 join once: {events:#?}");
+    assert_eq!(
+        counts(&events),
+        (2, 0),
+        "walnut and agent-1 join once: {events:#?}"
+    );
 }
 
 /// Hysteresis: the fallback stands down only after the primary stayed
@@ -75,28 +101,62 @@ fn fallback_stands_down_after_the_hold_time_only() {
     let mut s = rig(hold);
     let mut now = Instant::now();
     let wall = SystemTime::UNIX_EPOCH;
-    s.apply(1, SourceEvent::Replace(vec![agent("w", "walnut")]), now, wall);
+    s.apply(
+        1,
+        SourceEvent::Replace(vec![agent("w", "walnut")]),
+        now,
+        wall,
+    );
     // At start the first healthy primary replaces the fallback at once.
-    s.apply(0, SourceEvent::Replace(vec![agent("a", "agent-1")]), now, wall);
+    s.apply(
+        0,
+        SourceEvent::Replace(vec![agent("a", "agent-1")]),
+        now,
+        wall,
+    );
     assert!(!s.statuses()[1].counted);
     // It fails: the fallback stands in immediately.
-    s.apply(0, SourceEvent::Degraded { reason: "down".into() }, now, wall);
+    s.apply(
+        0,
+        SourceEvent::Degraded {
+            reason: "down".into(),
+        },
+        now,
+        wall,
+    );
     assert!(s.statuses()[1].counted);
     let _ = s.take_events().count();
     // It recovers, then flaps inside the hold: the fallback never stands down.
     for _ in 0..3 {
         now += Duration::from_secs(3);
-        s.apply(0, SourceEvent::Replace(vec![agent("a", "agent-1")]), now, wall);
+        s.apply(
+            0,
+            SourceEvent::Replace(vec![agent("a", "agent-1")]),
+            now,
+            wall,
+        );
         s.advance(now);
         assert!(s.statuses()[1].counted);
         now += Duration::from_secs(3);
-        s.apply(0, SourceEvent::Degraded { reason: "down".into() }, now, wall);
+        s.apply(
+            0,
+            SourceEvent::Degraded {
+                reason: "down".into(),
+            },
+            now,
+            wall,
+        );
         s.advance(now);
     }
     let flapping: Vec<RosterEvent> = s.take_events().collect();
     assert_eq!(counts(&flapping), (0, 0), "{flapping:#?}");
     // Healthy for the whole hold: one stand-down, walnut leaves once.
-    s.apply(0, SourceEvent::Replace(vec![agent("a", "agent-1")]), now, wall);
+    s.apply(
+        0,
+        SourceEvent::Replace(vec![agent("a", "agent-1")]),
+        now,
+        wall,
+    );
     now += hold - Duration::from_millis(1);
     s.advance(now);
     assert!(s.statuses()[1].counted);
@@ -127,7 +187,10 @@ fn finding4_never_synced_primary_is_not_ready_and_named() {
     assert!(!s.primaries_synced());
     let why = s.not_ready();
     assert_eq!(why.len(), 1);
-    assert!(why[0].contains("`static`") && why[0].contains("8 MiB"), "{why:?}");
+    assert!(
+        why[0].contains("`static`") && why[0].contains("8 MiB"),
+        "{why:?}"
+    );
     s.apply(0, SourceEvent::Replace(vec![]), now, wall);
     assert!(s.primaries_synced(), "an empty but complete sync is a sync");
     assert!(s.not_ready().is_empty());

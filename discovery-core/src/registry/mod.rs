@@ -1,14 +1,14 @@
 //! The registry: runs sources under supervision and serves the merged roster.
 
-mod state;
-#[cfg(test)]
-mod tests;
 #[cfg(test)]
 mod event_tests;
 #[cfg(test)]
-mod model_tests;
-#[cfg(test)]
 mod health_tests;
+#[cfg(test)]
+mod model_tests;
+mod state;
+#[cfg(test)]
+mod tests;
 mod view;
 
 use std::sync::{Arc, Mutex, MutexGuard};

@@ -56,7 +56,11 @@ const VALUES: u64 = 3;
 fn random_obs(rng: &mut Rng) -> Observation {
     let key = format!("k{}", rng.below(KEYS));
     let mut o = Observation::new(key);
-    let kinds = [AliasKind::AgentId, AliasKind::PeerId, AliasKind::ContainerId];
+    let kinds = [
+        AliasKind::AgentId,
+        AliasKind::PeerId,
+        AliasKind::ContainerId,
+    ];
     for k in kinds {
         if rng.chance(45) {
             let v = rng.below(VALUES);
@@ -89,8 +93,7 @@ impl Model {
         self.live.insert((src, o.key.clone()), (o.clone(), exp));
     }
     fn expire(&mut self, now: Instant) {
-        self.live
-            .retain(|_, (_, exp)| exp.is_none_or(|e| e > now));
+        self.live.retain(|_, (_, exp)| exp.is_none_or(|e| e > now));
     }
 }
 
@@ -109,7 +112,12 @@ fn new_state() -> State {
 fn from_scratch(model: &Model, fallback_counts: bool, now: Instant) -> State {
     let mut s = State::new(AddressPolicy::default());
     for (name, prio, _) in SOURCES {
-        s.add_source(Arc::from(name), prio, SourceClass::Primary, Duration::from_secs(1 << 30));
+        s.add_source(
+            Arc::from(name),
+            prio,
+            SourceClass::Primary,
+            Duration::from_secs(1 << 30),
+        );
     }
     for ((src, _), (o, _)) in &model.live {
         if *src == 3 && !fallback_counts {
@@ -130,7 +138,10 @@ fn conflicts(s: &State) -> Vec<String> {
         .map(|c| {
             let mut o = c.observations.clone();
             o.sort();
-            format!("{}={} disputed {} by {o:?}", c.shared.kind, c.shared.value, c.disputed)
+            format!(
+                "{}={} disputed {} by {o:?}",
+                c.shared.kind, c.shared.value, c.disputed
+            )
         })
         .collect();
     v.sort();
@@ -167,7 +178,9 @@ fn run_sequence(seed: u64, steps: usize) {
                         all.push(o);
                     }
                 }
-                model.live.retain(|(s, k), _| *s != src || all.iter().any(|o| &o.key == k));
+                model
+                    .live
+                    .retain(|(s, k), _| *s != src || all.iter().any(|o| &o.key == k));
                 for o in &all {
                     model.upsert(src, o, now);
                 }
@@ -210,14 +223,24 @@ fn check(
     model: &Model,
     now: Instant,
 ) {
-    let ctx = || format!("seed {seed}, step {step}; replay with ROLLCALL_MODEL_SEED={seed}\n{}", log.join("\n"));
+    let ctx = || {
+        format!(
+            "seed {seed}, step {step}; replay with ROLLCALL_MODEL_SEED={seed}\n{}",
+            log.join("\n")
+        )
+    };
     let events: Vec<_> = state.take_events().collect();
     for e in &events {
         replica.apply(e);
     }
     let snap = state.snapshot();
     assert_eq!(replica.version, snap.version, "{}", ctx());
-    assert_eq!(replica.by_uid.len(), snap.peers.len(), "replay == snapshot; {}", ctx());
+    assert_eq!(
+        replica.by_uid.len(),
+        snap.peers.len(),
+        "replay == snapshot; {}",
+        ctx()
+    );
     for p in &snap.peers {
         let r = replica.by_uid.get(&p.uid);
         assert!(
@@ -226,24 +249,44 @@ fn check(
             ctx()
         );
     }
-    let counted = state.statuses().iter().any(|s| s.name == "seed" && s.counted);
+    let counted = state
+        .statuses()
+        .iter()
+        .any(|s| s.name == "seed" && s.counted);
     let scratch = from_scratch(model, counted, now);
-    assert_eq!(state.groups(), scratch.groups(), "incremental == from scratch; {}", ctx());
+    assert_eq!(
+        state.groups(),
+        scratch.groups(),
+        "incremental == from scratch; {}",
+        ctx()
+    );
     // Every listed observation is live in the model: nothing unsupported.
     for g in state.groups() {
         for label in g {
             let (name, key) = label.split_once('/').unwrap();
             let src = SOURCES.iter().position(|s| s.0 == name).unwrap() as u16;
-            assert!(model.live.contains_key(&(src, key.to_owned())), "unsupported {label}; {}", ctx());
+            assert!(
+                model.live.contains_key(&(src, key.to_owned())),
+                "unsupported {label}; {}",
+                ctx()
+            );
         }
     }
-    assert_eq!(conflicts(state), conflicts(&scratch), "conflicts stand exactly while they hold; {}", ctx());
+    assert_eq!(
+        conflicts(state),
+        conflicts(&scratch),
+        "conflicts stand exactly while they hold; {}",
+        ctx()
+    );
     state.check_invariants();
 }
 
 #[test]
 fn seeded_random_sequences_replay_and_equal_a_merge_from_scratch() {
-    if let Some(seed) = std::env::var("ROLLCALL_MODEL_SEED").ok().and_then(|s| s.parse().ok()) {
+    if let Some(seed) = std::env::var("ROLLCALL_MODEL_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+    {
         run_sequence(seed, 60);
         return;
     }

@@ -516,7 +516,9 @@ async fn watch_gets_a_snapshot_then_ordered_events_and_is_resynced_when_it_lags(
                 assert_eq!(peer.id, "b");
                 versions.push(version);
             }
-            Some(WatchUpdate::Event(RosterEvent::Left { version, peer, .. })) if want == "left a" => {
+            Some(WatchUpdate::Event(RosterEvent::Left { version, peer, .. }))
+                if want == "left a" =>
+            {
                 assert_eq!(peer.id, "a");
                 versions.push(version);
             }
