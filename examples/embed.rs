@@ -22,13 +22,13 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 Some(WatchUpdate::Snapshot(roster)) => {
                     println!("snapshot v{}: {} peers", roster.version, roster.peers.len());
                 }
-                Some(WatchUpdate::Event(RosterEvent::Joined { version, peer })) => {
+                Some(WatchUpdate::Event(RosterEvent::Joined { version, peer, .. })) => {
                     println!("v{version} joined  {} {:?}", peer.id, peer.addrs);
                 }
-                Some(WatchUpdate::Event(RosterEvent::Updated { version, peer })) => {
+                Some(WatchUpdate::Event(RosterEvent::Updated { version, peer, .. })) => {
                     println!("v{version} updated {} {:?}", peer.id, peer.addrs);
                 }
-                Some(WatchUpdate::Event(RosterEvent::Left { version, peer })) => {
+                Some(WatchUpdate::Event(RosterEvent::Left { version, peer, .. })) => {
                     println!("v{version} left    {}", peer.id);
                 }
                 Some(WatchUpdate::Event(RosterEvent::Conflict { conflict, .. })) => {

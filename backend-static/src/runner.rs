@@ -562,7 +562,9 @@ impl Runner {
         }
     }
 
-    /// Publishes the complete set, then the health.
+    /// Publishes one refresh. Complete: a `replace` (a successful sync).
+    /// With problems: a `partial` (degraded, what was seen confirmed, the rest
+    /// kept as last seen) — never ok-then-degraded within one refresh.
     async fn publish(&mut self) -> Result<(), Closed> {
         let Evaluation {
             observations: obs,
@@ -573,13 +575,20 @@ impl Runner {
             metrics::counter!("rollcall_static_probe_mismatches_total", "source" => self.source.to_string())
                 .increment(mismatches);
         }
-        tracing::debug!(source = %self.source, peers = obs.len(), "publishing the complete set");
-        self.ctx.events.replace(obs).await?;
-        self.report(problems).await
+        tracing::debug!(source = %self.source, peers = obs.len(), problems = problems.len(), "publishing a refresh");
+        if problems.is_empty() {
+            self.ctx.events.replace(obs).await?;
+            if self.last_reason.take().is_some() {
+                tracing::info!(source = %self.source, "source healthy again");
+            }
+            return Ok(());
+        }
+        let reason = self.note_problems(problems);
+        self.ctx.events.partial(obs, reason).await
     }
 
-    /// Marks the source degraded when something is wrong. (A `replace`
-    /// already marked it healthy.)
+    /// Marks the source degraded without publishing observations (a file
+    /// that cannot be read keeps the last good set).
     async fn report(&mut self, problems: Vec<String>) -> Result<(), Closed> {
         if problems.is_empty() {
             if self.last_reason.take().is_some() {
@@ -588,6 +597,12 @@ impl Runner {
             }
             return Ok(());
         }
+        let reason = self.note_problems(problems);
+        self.ctx.events.degraded(reason).await
+    }
+
+    /// The degraded reason; logged once per distinct reason (rate limited).
+    fn note_problems(&mut self, problems: Vec<String>) -> String {
         let reason = problems.join("; ");
         if self.last_reason.as_deref() != Some(reason.as_str()) {
             let now = Instant::now();
@@ -601,9 +616,8 @@ impl Runner {
                 tracing::debug!(source = %self.source, reason = %reason, "source degraded");
             }
         }
-        self.ctx.events.degraded(reason.clone()).await?;
-        self.last_reason = Some(reason);
-        Ok(())
+        self.last_reason = Some(reason.clone());
+        reason
     }
 }
 

@@ -12,7 +12,7 @@ use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
-use discovery_core::{AliasKind, Health, Peer, Registry, RosterEvent, WatchUpdate};
+use discovery_core::{AliasKind, Peer, Registry, RosterEvent, WatchUpdate};
 use futures::Stream;
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
@@ -269,16 +269,8 @@ fn host_port(addr: &str) -> Option<String> {
 }
 
 async fn readyz(State(app): State<App>) -> Response {
-    let not_ready: Vec<String> = app
-        .registry
-        .sources()
-        .into_iter()
-        .filter(|s| s.role == "primary" && !s.synced)
-        .map(|s| match s.health {
-            Health::Degraded => format!("{}: {}", s.name, s.last_error.unwrap_or_default()),
-            _ => format!("{}: not synced yet", s.name),
-        })
-        .collect();
+    // One rule with `Registry::ready()`: every primary completed a successful sync.
+    let not_ready = app.registry.not_ready_reasons();
     if not_ready.is_empty() {
         (StatusCode::OK, "ready").into_response()
     } else {

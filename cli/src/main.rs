@@ -208,8 +208,24 @@ async fn peers(path: Option<&std::path::Path>, wait: Duration, json: bool) -> Cl
     if !all_done {
         tracing::debug!("returned at --wait before every source synced");
     }
+    // An empty roster from sources that never worked is not an answer.
+    let primaries: Vec<_> = sources.iter().filter(|s| s.role == "primary").collect();
+    if !primaries.is_empty() && primaries.iter().all(|s| !s.synced) {
+        eprintln!("error: no primary source ever synced; the roster is not the truth:");
+        for s in &primaries {
+            eprintln!(
+                "  source `{}`: {}",
+                s.name,
+                s.last_error.as_deref().unwrap_or("no sync before --wait")
+            );
+        }
+        return Ok(ExitCode::from(EXIT_NEVER_SYNCED));
+    }
     Ok(ExitCode::SUCCESS)
 }
+
+/// `rollcall peers` exit code when no primary source completed a sync.
+const EXIT_NEVER_SYNCED: u8 = 3;
 
 fn print_table(roster: &Roster) {
     let rows: Vec<[String; 5]> = roster
@@ -327,7 +343,12 @@ async fn run(path: Option<&std::path::Path>, listen: Option<std::net::SocketAddr
         }
         None => None,
     };
-    wait_for_signal().await;
+    // A registry failure (its merge task panicked) stops the daemon too.
+    let failed = registry.shutdown_token();
+    tokio::select! {
+        _ = wait_for_signal() => {}
+        _ = failed.cancelled() => {}
+    }
     tracing::info!("stopping");
     registry.shutdown().await;
     if let Some(d) = dns {
@@ -337,6 +358,10 @@ async fn run(path: Option<&std::path::Path>, listen: Option<std::net::SocketAddr
         let _ = r.await;
     }
     let _ = api.await;
+    if let Some(why) = registry.failure() {
+        eprintln!("error: {why}");
+        return Ok(ExitCode::FAILURE);
+    }
     Ok(ExitCode::SUCCESS)
 }
 

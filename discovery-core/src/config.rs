@@ -42,6 +42,10 @@ pub struct RegistryConfig {
     /// Events buffered per watcher; a watcher further behind is resynced with a snapshot.
     #[serde(default = "default_watch_buffer")]
     pub watch_buffer: usize,
+    /// How long every primary must stay healthy before fallback sources that
+    /// stood in stand down again (hysteresis; the first stand-down at start is immediate).
+    #[serde(default = "default_fallback_hold", with = "humantime_serde")]
+    pub fallback_hold: Duration,
 }
 
 fn default_exclude_addresses() -> Vec<AddressClass> {
@@ -59,6 +63,9 @@ fn default_restart_backoff() -> Duration {
 fn default_restart_backoff_max() -> Duration {
     Duration::from_secs(30)
 }
+fn default_fallback_hold() -> Duration {
+    Duration::from_secs(10)
+}
 fn default_watch_buffer() -> usize {
     1024
 }
@@ -74,6 +81,7 @@ impl Default for RegistryConfig {
             restart_backoff: default_restart_backoff(),
             restart_backoff_max: default_restart_backoff_max(),
             watch_buffer: default_watch_buffer(),
+            fallback_hold: default_fallback_hold(),
         }
     }
 }

@@ -21,6 +21,11 @@ pub struct PeerSource {
 /// One peer of the roster: every observation that shares its identity, merged.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Peer {
+    /// Registry-assigned identity, stable while the peer lives: it never
+    /// changes when the display `id` improves (a container id giving way to an
+    /// agent id). Key a replica of the roster by `uid`.
+    #[serde(default)]
+    pub uid: u64,
     /// Display id: agent id, else peer id, else container id, else task id,
     /// else host name, else `source/key`.
     pub id: String,
@@ -58,7 +63,8 @@ impl Peer {
 
     /// Equal ignoring `last_seen` (a renewal is not a change).
     pub fn same_content(&self, other: &Peer) -> bool {
-        self.id == other.id
+        self.uid == other.uid
+            && self.id == other.id
             && self.aliases == other.aliases
             && self.name == other.name
             && self.status == other.status
@@ -98,6 +104,14 @@ pub struct Conflict {
 }
 
 /// A change of the roster.
+///
+/// Replaying the events after a snapshot, in order, on a map keyed by
+/// [`Peer::uid`] (insert on `Joined` and `Updated`, remove on `Left`) gives
+/// exactly the roster at the last event's version. Change events have
+/// consecutive versions. A peer that stays alive is never `Left`: a better
+/// display id is an `Updated` with `renamed_from`, and two entries found to be
+/// one peer are a `Left` of the absorbed entry with `merged_into` (sent before
+/// the `Updated` of the survivor).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
 #[non_exhaustive]
@@ -109,19 +123,26 @@ pub enum RosterEvent {
         /// The peer.
         peer: Arc<Peer>,
     },
-    /// A peer's fields, addresses or sources changed.
+    /// A peer's fields, addresses, sources or display id changed (same `uid`).
     Updated {
         /// Roster version after this event.
         version: u64,
         /// The peer as it is now.
         peer: Arc<Peer>,
+        /// The previous display id, when this change renamed the peer.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        renamed_from: Option<String>,
     },
-    /// A peer is gone: every observation of it was removed or expired.
+    /// A roster entry is gone: every observation of it was removed or expired,
+    /// or (with `merged_into`) it turned out to be the same peer as another entry.
     Left {
         /// Roster version after this event.
         version: u64,
         /// The peer as it was last.
         peer: Arc<Peer>,
+        /// The `uid` of the entry that absorbed this one; `None` for a real departure.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        merged_into: Option<u64>,
     },
     /// An identity conflict appeared (does not change the version).
     Conflict {

@@ -64,6 +64,15 @@ pub enum SourceEvent {
         /// Why, for operators.
         reason: String,
     },
+    /// A refresh that partly failed: these observations are confirmed (upserted),
+    /// the source is degraded with `reason`, and what is absent keeps its last
+    /// good sighting until the maximum staleness. Not a successful sync.
+    Partial {
+        /// What the refresh did see.
+        observations: Vec<Observation>,
+        /// What failed, for operators.
+        reason: String,
+    },
 }
 
 /// Index of a source inside one registry.
@@ -105,6 +114,18 @@ impl EventSender {
     /// Marks the source healthy.
     pub async fn healthy(&self) -> Result<(), Closed> {
         self.send(SourceEvent::Healthy).await
+    }
+    /// Publishes a refresh that partly failed (see [`SourceEvent::Partial`]).
+    pub async fn partial(
+        &self,
+        observations: Vec<Observation>,
+        reason: impl Into<String>,
+    ) -> Result<(), Closed> {
+        self.send(SourceEvent::Partial {
+            observations,
+            reason: reason.into(),
+        })
+        .await
     }
     /// Marks the source degraded; its last observations are kept.
     pub async fn degraded(&self, reason: impl Into<String>) -> Result<(), Closed> {

@@ -2,6 +2,12 @@
 
 mod counters;
 mod dynamic;
+#[cfg(test)]
+mod event_tests;
+#[cfg(test)]
+mod health_tests;
+#[cfg(test)]
+mod model_tests;
 mod state;
 #[cfg(test)]
 mod tests;
@@ -177,6 +183,7 @@ impl RegistryBuilder {
     pub fn start(mut self) -> Result<Registry, RegistryError> {
         self.claim_identity()?;
         let mut state = State::new(self.config.address_policy());
+        state.set_fallback_hold(self.config.fallback_hold);
         let mut names: Vec<&str> = Vec::new();
         for s in &self.sources {
             if names.contains(&&*s.name) {
@@ -237,11 +244,12 @@ impl RegistryBuilder {
             state: Mutex::new(state),
             events,
             changed,
+            failure: Mutex::new(None),
         });
         let mut tasks = Vec::new();
-        tasks.push(tokio::spawn(merge_loop(
+        tasks.push(tokio::spawn(guard_merge(
             inner.clone(),
-            rx,
+            tokio::spawn(merge_loop(inner.clone(), rx, shutdown.clone())),
             shutdown.clone(),
         )));
         if let Some(path) = self.config.cache_file.clone() {
@@ -282,6 +290,8 @@ struct Inner {
     events: broadcast::Sender<RosterEvent>,
     /// Bumped on every applied batch, so waiters re-check status.
     changed: watch::Sender<u64>,
+    /// Set when the merge task died: the roster is frozen and must say so.
+    failure: Mutex<Option<String>>,
 }
 
 impl Inner {
@@ -354,9 +364,32 @@ impl Registry {
         self.inner.lock().dropped_addrs()
     }
 
-    /// Whether every primary source has synced at least once.
+    /// Whether every enabled primary source has completed at least one
+    /// successful sync (a partial or failed refresh is not one), and the merge
+    /// task is alive.
     pub fn ready(&self) -> bool {
-        self.inner.lock().primaries_synced()
+        self.failure().is_none() && self.inner.lock().primaries_synced()
+    }
+
+    /// Why the registry is not ready: one line per primary source that never
+    /// synced, naming it and its last error, or the merge task's failure.
+    /// Empty when ready.
+    pub fn not_ready_reasons(&self) -> Vec<String> {
+        let mut why = self.inner.lock().not_ready();
+        if let Some(f) = self.failure() {
+            why.insert(0, f);
+        }
+        why
+    }
+
+    /// Why the merge task died, if it did (a panic). The roster is then frozen:
+    /// not ready, watchers end, and a daemon should exit non-zero.
+    pub fn failure(&self) -> Option<String> {
+        self.inner
+            .failure
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     /// A snapshot, then every change in order.
@@ -463,7 +496,13 @@ impl Drop for Watch {
 }
 
 impl Watch {
-    /// The next update; `None` once the registry shuts down.
+    /// Why the stream ended, when it ended because the registry failed.
+    pub fn error(&self) -> Option<String> {
+        self.registry.failure()
+    }
+
+    /// The next update; `None` once the registry shuts down or failed (then
+    /// [`Watch::error`] says why).
     pub async fn next(&mut self) -> Option<WatchUpdate> {
         if let Some(s) = self.pending.take() {
             return Some(WatchUpdate::Snapshot(s));
@@ -517,6 +556,27 @@ async fn merge_loop(
                 state.advance(Instant::now());
                 inner.publish(&mut state);
             }
+        }
+    }
+}
+
+/// Waits for the merge task; a panic there is recorded and shuts the
+/// registry down, so nothing serves a silently frozen roster.
+async fn guard_merge(inner: Arc<Inner>, merge: JoinHandle<()>, shutdown: CancellationToken) {
+    if let Err(e) = merge.await {
+        if e.is_panic() {
+            let p = e.into_panic();
+            let msg = p
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| p.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "unknown panic".into());
+            let why = format!("merge task panicked: {msg}");
+            tracing::error!(reason = %why, "registry failed; shutting down");
+            metrics::counter!("rollcall_registry_failures_total").increment(1);
+            *inner.failure.lock().unwrap_or_else(|p| p.into_inner()) = Some(why);
+            inner.changed.send_modify(|v| *v += 1);
+            shutdown.cancel();
         }
     }
 }

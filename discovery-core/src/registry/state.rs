@@ -87,6 +87,8 @@ struct ObsEntry {
     /// without re-filtering or re-formatting anything.
     input_hash: u64,
     last_seen: SystemTime,
+    /// When the source last confirmed it (monotonic): staleness is per sighting.
+    seen_at: Instant,
     peer: Option<PeerIdx>,
     active: bool,
 }
@@ -96,6 +98,13 @@ struct PeerEntry {
     members: Members,
     /// Shared with the events that carried it; copied on write.
     view: Arc<Peer>,
+}
+
+/// A roster change staged during a recompute, numbered once all are known.
+enum Pending {
+    Same(Arc<Peer>),
+    Joined(Arc<Peer>),
+    Updated(Arc<Peer>, Option<String>),
 }
 
 /// One group being formed during a partition.
@@ -127,11 +136,22 @@ pub(crate) struct State {
     expiry: BTreeMap<(Instant, ObsIdx), ()>,
     version: u64,
     fallback_active: bool,
+    /// Hysteresis: how long primaries stay healthy before the fallback stands down.
+    fallback_hold: Duration,
+    /// Since when every primary has been healthy while the fallback still counts.
+    primaries_ok_since: Option<Instant>,
+    /// The fallback has not yet stood down since start (that first time is immediate).
+    fallback_at_start: bool,
     conflicts: BTreeMap<(AliasKind, String), Conflict>,
     visit_stamp: Vec<u32>,
     visit_gen: u32,
     out: Vec<RosterEvent>,
     dropped_addrs: u64,
+    /// The last uid handed out; uids are never reused.
+    last_uid: u64,
+    /// Aliases of observations taken out of the index since the last
+    /// recompute: their conflicts are re-decided even when no neighbour is left.
+    unindexed_aliases: Vec<(AliasKind, String)>,
 }
 
 impl State {
@@ -149,11 +169,16 @@ impl State {
             expiry: BTreeMap::new(),
             version: 0,
             fallback_active: true,
+            fallback_hold: Duration::ZERO,
+            primaries_ok_since: None,
+            fallback_at_start: true,
             conflicts: BTreeMap::new(),
             visit_stamp: Vec::new(),
             visit_gen: 0,
             out: Vec::new(),
             dropped_addrs: 0,
+            last_uid: 0,
+            unindexed_aliases: Vec::new(),
         }
     }
 
@@ -181,6 +206,10 @@ impl State {
             counters: super::counters::SourceCounters::new(&name),
         });
         (self.sources.len() - 1) as SourceIdx
+    }
+
+    pub(crate) fn set_fallback_hold(&mut self, hold: Duration) {
+        self.fallback_hold = hold;
     }
 
     pub(crate) fn version(&self) -> u64 {
@@ -248,17 +277,19 @@ impl State {
                 meta.stale_deadline = None;
                 meta.attempted = true;
             }
-            SourceEvent::Degraded { reason } => {
-                meta.counters.errors.increment(1);
-                if meta.health != Health::Degraded || meta.stale_deadline.is_none() {
-                    meta.stale_deadline = Some(now + meta.max_staleness);
+            SourceEvent::Degraded { reason } => self.mark_degraded(src, reason, now),
+            SourceEvent::Partial {
+                observations,
+                reason,
+            } => {
+                // Health first: the confirmed sightings must not flip it to ok.
+                self.mark_degraded(src, reason, now);
+                for o in observations {
+                    self.upsert(src, o, now, wall);
                 }
-                meta.health = Health::Degraded;
-                meta.last_error = Some(reason);
-                meta.attempted = true;
             }
         }
-        self.refresh_fallback();
+        self.refresh_fallback(now);
     }
 
     /// Retires a source (see `registry/dynamic.rs`): drops every observation
@@ -273,7 +304,7 @@ impl State {
         for idx in gone {
             self.remove_obs(idx);
         }
-        self.refresh_fallback();
+        self.refresh_fallback(Instant::now());
     }
 
     /// The live (not retired) source of this name.
@@ -293,6 +324,20 @@ impl State {
         if let Some(m) = self.sources.get_mut(src as usize) {
             m.restarts += 1;
         }
+    }
+
+    fn mark_degraded(&mut self, src: SourceIdx, reason: String, now: Instant) {
+        // Lets the tests make the merge task panic for real.
+        #[cfg(test)]
+        assert!(reason != "test: panic the merge task", "{reason}");
+        let meta = &mut self.sources[src as usize];
+        meta.counters.errors.increment(1);
+        if meta.health != Health::Degraded || meta.stale_deadline.is_none() {
+            meta.stale_deadline = Some(now + meta.max_staleness);
+        }
+        meta.health = Health::Degraded;
+        meta.last_error = Some(reason);
+        meta.attempted = true;
     }
 
     fn mark_synced(&mut self, src: SourceIdx, wall: SystemTime) {
@@ -332,10 +377,11 @@ impl State {
     pub(crate) fn next_deadline(&self) -> Option<Instant> {
         let ttl = self.expiry.keys().next().map(|(t, _)| *t);
         let stale = self.sources.iter().filter_map(|s| s.stale_deadline).min();
-        match (ttl, stale) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        let hold = self
+            .primaries_ok_since
+            .filter(|_| self.fallback_active)
+            .map(|t| t + self.fallback_hold);
+        [ttl, stale, hold].into_iter().flatten().min()
     }
 
     /// Expires observations whose TTL passed and drops what degraded sources
@@ -358,13 +404,21 @@ impl State {
             if !due {
                 continue;
             }
-            self.sources[s].stale_deadline = None;
             let class = self.sources[s].class;
+            let max = self.sources[s].max_staleness;
+            // Still degraded: what a partial refresh keeps confirming stays,
+            // and the next sweep is due one staleness period from now.
+            self.sources[s].stale_deadline = (self.sources[s].health == Health::Degraded
+                && class != SourceClass::Cache)
+                .then(|| now + max);
             let victims: Vec<ObsIdx> = self.sources[s]
                 .keys
                 .values()
                 .filter(|&i| {
-                    class == SourceClass::Cache || self.entry(i).is_some_and(|e| e.expiry.is_none())
+                    class == SourceClass::Cache
+                        || self
+                            .entry(i)
+                            .is_some_and(|e| e.expiry.is_none() && e.seen_at + max <= now)
                 })
                 .collect();
             if !victims.is_empty() {
@@ -374,7 +428,7 @@ impl State {
                 self.remove_obs(idx);
             }
         }
-        self.refresh_fallback();
+        self.refresh_fallback(now);
     }
 
     fn lookup(&self, src: SourceIdx, key: &str) -> Option<ObsIdx> {
@@ -435,7 +489,7 @@ impl State {
         if let Some(idx) = existing {
             if self.entry(idx).is_some_and(|e| e.input_hash == input_hash) {
                 self.set_expiry(idx, o.ttl.map(|t| now + t));
-                self.renew(src, idx, wall);
+                self.renew(src, idx, now, wall);
                 return;
             }
         }
@@ -460,7 +514,7 @@ impl State {
                 if let Some(e) = self.obs[idx as usize].as_mut() {
                     e.input_hash = input_hash;
                 }
-                self.renew(src, idx, wall);
+                self.renew(src, idx, now, wall);
                 return;
             }
             // Changed: neighbours through the old aliases must be re-partitioned too.
@@ -472,6 +526,7 @@ impl State {
                 e.addrs = addrs;
                 e.meta = meta;
                 e.last_seen = wall;
+                e.seen_at = now;
                 e.input_hash = input_hash;
             }
             self.index(idx);
@@ -489,6 +544,7 @@ impl State {
             expiry: None,
             input_hash,
             last_seen: wall,
+            seen_at: now,
             peer: None,
             active,
         };
@@ -514,10 +570,11 @@ impl State {
     }
 
     /// A renewal: refresh last_seen in place, no event, no re-merge.
-    fn renew(&mut self, src: SourceIdx, idx: ObsIdx, wall: SystemTime) {
+    fn renew(&mut self, src: SourceIdx, idx: ObsIdx, now: Instant, wall: SystemTime) {
         let peer = match self.obs[idx as usize].as_mut() {
             Some(e) => {
                 e.last_seen = wall;
+                e.seen_at = now;
                 e.peer
             }
             None => return,
@@ -573,6 +630,10 @@ impl State {
             if !a.kind.is_strong() {
                 continue;
             }
+            if !self.conflicts.is_empty() {
+                self.unindexed_aliases
+                    .push((a.kind, a.match_value().to_owned()));
+            }
             let h = self.hasher.hash_one(a.match_value());
             let map = &mut self.alias_index[kind_index(a.kind)];
             if let Some(list) = map.get_mut(&h) {
@@ -619,14 +680,28 @@ impl State {
     }
 
     /// Whether fallback sources count: every primary is degraded or empty.
-    fn refresh_fallback(&mut self) {
+    fn refresh_fallback(&mut self, now: Instant) {
         let want = self
             .sources
             .iter()
             .filter(|s| s.class == SourceClass::Primary)
             .all(|s| s.health == Health::Degraded || s.keys.is_empty());
+        if want {
+            self.primaries_ok_since = None;
+        }
         if want == self.fallback_active {
             return;
+        }
+        if !want && !self.fallback_at_start {
+            // Hysteresis: the primaries must stay healthy for the hold time.
+            let since = *self.primaries_ok_since.get_or_insert(now);
+            if now < since + self.fallback_hold {
+                return;
+            }
+        }
+        self.primaries_ok_since = None;
+        if !want {
+            self.fallback_at_start = false;
         }
         self.fallback_active = want;
         tracing::info!(
@@ -634,6 +709,8 @@ impl State {
             "fallback sources {}",
             if want { "now count" } else { "stand down" }
         );
+        metrics::counter!("rollcall_fallback_switches_total", "to" => if want { "active" } else { "standby" })
+            .increment(1);
         let fallback: Vec<ObsIdx> = self
             .sources
             .iter()
@@ -666,6 +743,11 @@ impl State {
             }
             self.recompute(&seeds, &old_peers);
         }
+    }
+
+    fn new_uid(&mut self) -> u64 {
+        self.last_uid += 1;
+        self.last_uid
     }
 
     fn next_visit_gen(&mut self) -> u32 {
@@ -757,57 +839,54 @@ impl State {
             }
         }
 
+        // Events are staged and numbered at the end: absorbed entries leave
+        // first, so a replica keyed by display id never loses the survivor.
         let mut claimed: SmallVec<[PeerIdx; 8]> = SmallVec::new();
+        let mut changes: SmallVec<[Pending; 4]> = SmallVec::new();
         for members in groups {
             let mut view = self.build_view(&members);
             view.id = self.unique_id(&view, &members);
-            let view = Arc::new(view);
-            let reuse = members
+            let candidates = members
                 .iter()
                 .filter_map(|&m| self.entry(m).and_then(|e| e.peer))
-                .find(|p| old_peers.contains(p) && !claimed.contains(p));
+                .filter(|p| old_peers.contains(p) && !claimed.contains(p));
+            // The entry that keeps its uid: the one whose display id survives,
+            // else the one of the highest-priority observation.
+            let mut reuse = None;
+            for p in candidates {
+                let same_id = self.peers[p as usize]
+                    .as_ref()
+                    .is_some_and(|pe| pe.view.id == view.id);
+                if same_id {
+                    reuse = Some(p);
+                    break;
+                }
+                reuse.get_or_insert(p);
+            }
             let slot = match reuse {
                 Some(p) => {
                     claimed.push(p);
-                    let old = self.peers[p as usize].take();
-                    match old {
-                        Some(old) if old.view.id == view.id => {
+                    match self.peers[p as usize].take() {
+                        Some(old) => {
+                            view.uid = old.view.uid;
                             if !old.view.same_content(&view) {
-                                self.version += 1;
-                                self.out.push(RosterEvent::Updated {
-                                    version: self.version,
-                                    peer: view.clone(),
-                                });
+                                let renamed_from =
+                                    (old.view.id != view.id).then(|| old.view.id.clone());
+                                changes.push(Pending::Updated(Arc::new(view), renamed_from));
+                            } else {
+                                changes.push(Pending::Same(old.view));
                             }
                         }
-                        Some(old) => {
-                            self.version += 1;
-                            self.out.push(RosterEvent::Left {
-                                version: self.version,
-                                peer: old.view,
-                            });
-                            self.version += 1;
-                            self.out.push(RosterEvent::Joined {
-                                version: self.version,
-                                peer: view.clone(),
-                            });
-                        }
                         None => {
-                            self.version += 1;
-                            self.out.push(RosterEvent::Joined {
-                                version: self.version,
-                                peer: view.clone(),
-                            });
+                            view.uid = self.new_uid();
+                            changes.push(Pending::Joined(Arc::new(view)));
                         }
                     }
                     p
                 }
                 None => {
-                    self.version += 1;
-                    self.out.push(RosterEvent::Joined {
-                        version: self.version,
-                        peer: view.clone(),
-                    });
+                    view.uid = self.new_uid();
+                    changes.push(Pending::Joined(Arc::new(view)));
                     match self.free_peers.pop() {
                         Some(p) => p,
                         None => {
@@ -816,6 +895,10 @@ impl State {
                         }
                     }
                 }
+            };
+            let view = match changes.last() {
+                Some(Pending::Updated(v, _) | Pending::Joined(v) | Pending::Same(v)) => v.clone(),
+                None => continue, // unreachable: one change is staged per group
             };
             for &m in &members {
                 if let Some(e) = self.obs[m as usize].as_mut() {
@@ -830,13 +913,38 @@ impl State {
                 continue;
             }
             if let Some(old) = self.peers[p as usize].take() {
+                // Absorbed when a former member now belongs to another entry.
+                let merged_into = old
+                    .members
+                    .iter()
+                    .filter_map(|&m| self.entry(m).and_then(|e| e.peer))
+                    .find(|&q| q != p)
+                    .and_then(|q| self.peers[q as usize].as_ref())
+                    .map(|q| q.view.uid);
                 self.version += 1;
                 self.out.push(RosterEvent::Left {
                     version: self.version,
                     peer: old.view,
+                    merged_into,
                 });
                 self.free_peers.push(p);
             }
+        }
+        for c in changes {
+            let ev = match c {
+                Pending::Same(_) => continue,
+                Pending::Joined(peer) => RosterEvent::Joined {
+                    version: self.version + 1,
+                    peer,
+                },
+                Pending::Updated(peer, renamed_from) => RosterEvent::Updated {
+                    version: self.version + 1,
+                    peer,
+                    renamed_from,
+                },
+            };
+            self.version += 1;
+            self.out.push(ev);
         }
         self.update_conflicts(&comp, found_conflicts);
         metrics::gauge!("rollcall_roster_peers").set(self.peer_ids.len() as f64);
@@ -984,6 +1092,7 @@ impl State {
         aliases.sort_by_key(|a| kind_index(a.kind));
         addrs.sort_by_key(|a| a.rank);
         Peer {
+            uid: 0,
             id: String::new(),
             aliases,
             name,
@@ -1030,11 +1139,11 @@ impl State {
     }
 
     fn update_conflicts(&mut self, comp: &[ObsIdx], found: Vec<FoundConflict>) {
+        let mut touched = std::mem::take(&mut self.unindexed_aliases);
         if found.is_empty() && self.conflicts.is_empty() {
             return;
         }
         // Conflicts about any alias of this component are re-decided here.
-        let mut touched: Vec<(AliasKind, String)> = Vec::new();
         for &o in comp {
             if let Some(e) = self.entry(o) {
                 for a in e.aliases.iter() {
@@ -1145,6 +1254,19 @@ impl State {
             .iter()
             .filter(|s| !matches!(s.class, SourceClass::Cache | SourceClass::Retired))
             .all(|s| s.attempted)
+    }
+
+    /// Why the registry is not ready: one line per enabled primary source
+    /// that never completed a successful sync, naming it. Empty when ready.
+    pub(crate) fn not_ready(&self) -> Vec<String> {
+        self.sources
+            .iter()
+            .filter(|s| s.class == SourceClass::Primary && !s.synced)
+            .map(|s| match &s.last_error {
+                Some(e) => format!("source `{}` never synced: {e}", s.name),
+                None => format!("source `{}` has not synced yet", s.name),
+            })
+            .collect()
     }
 
     /// Every primary source has synced at least once.

@@ -516,7 +516,9 @@ async fn watch_gets_a_snapshot_then_ordered_events_and_is_resynced_when_it_lags(
                 assert_eq!(peer.id, "b");
                 versions.push(version);
             }
-            Some(WatchUpdate::Event(RosterEvent::Left { version, peer })) if want == "left a" => {
+            Some(WatchUpdate::Event(RosterEvent::Left { version, peer, .. }))
+                if want == "left a" =>
+            {
                 assert_eq!(peer.id, "a");
                 versions.push(version);
             }
@@ -567,7 +569,7 @@ async fn a_watch_ends_when_the_registry_shuts_down() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn an_identity_change_is_a_leave_and_a_join() {
+async fn an_identity_change_is_an_update_that_keeps_the_uid() {
     let (tx, s) = scripted();
     let reg = RegistryBuilder::new(RegistryConfig::default())
         .source("s", opts(0), s)
@@ -591,12 +593,17 @@ async fn an_identity_change_is_a_leave_and_a_join() {
     .await
     .unwrap();
     settle().await;
-    assert!(
-        matches!(w.next().await, Some(WatchUpdate::Event(RosterEvent::Left { peer, .. })) if peer.id == "abcdefabcdef")
-    );
-    assert!(
-        matches!(w.next().await, Some(WatchUpdate::Event(RosterEvent::Joined { peer, .. })) if peer.id == "agent-1")
-    );
+    let uid = reg.snapshot().peers[0].uid;
+    match w.next().await {
+        Some(WatchUpdate::Event(RosterEvent::Updated {
+            peer, renamed_from, ..
+        })) => {
+            assert_eq!(peer.id, "agent-1");
+            assert_eq!(peer.uid, uid);
+            assert_eq!(renamed_from.as_deref(), Some("abcdefabcdef"));
+        }
+        other => panic!("a rename is one Updated, got {other:?}"),
+    }
     reg.shutdown().await;
 }
 

@@ -1,0 +1,243 @@
+//! Regression tests for the event stream (findings 1 and 2 of issue 8): the
+//! events replayed over a snapshot give the next snapshot, by uid.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use tokio::time::Instant;
+
+use super::state::{SourceClass, State};
+use crate::addr::AddressPolicy;
+use crate::model::{Alias, AliasKind, Observation};
+use crate::roster::{Peer, RosterEvent};
+use crate::source::SourceEvent;
+
+/// A replica of the roster built only from events, the way a watcher would.
+#[derive(Default, Debug)]
+pub(crate) struct Replica {
+    pub(crate) version: u64,
+    pub(crate) by_uid: BTreeMap<u64, Arc<Peer>>,
+}
+
+impl Replica {
+    /// Applies one event; panics when its version is not the next one.
+    pub(crate) fn apply(&mut self, ev: &RosterEvent) {
+        match ev {
+            RosterEvent::Joined { version, peer } | RosterEvent::Updated { version, peer, .. } => {
+                assert_eq!(
+                    *version,
+                    self.version + 1,
+                    "versions are consecutive: {ev:?}"
+                );
+                self.version = *version;
+                self.by_uid.insert(peer.uid, peer.clone());
+            }
+            RosterEvent::Left { version, peer, .. } => {
+                assert_eq!(
+                    *version,
+                    self.version + 1,
+                    "versions are consecutive: {ev:?}"
+                );
+                self.version = *version;
+                assert!(
+                    self.by_uid.remove(&peer.uid).is_some(),
+                    "left a peer the replica never had: {ev:?}"
+                );
+            }
+            RosterEvent::Conflict { version, .. } => {
+                assert_eq!(*version, self.version, "a conflict keeps the version");
+            }
+            #[allow(unreachable_patterns)]
+            _ => {}
+        }
+    }
+
+    /// The replica's peers as `(uid, id)` sorted by id, like a snapshot.
+    pub(crate) fn ids(&self) -> Vec<(u64, String)> {
+        let mut v: Vec<(u64, String)> = self
+            .by_uid
+            .values()
+            .map(|p| (p.uid, p.id.clone()))
+            .collect();
+        v.sort_by(|a, b| a.1.cmp(&b.1));
+        v
+    }
+}
+
+pub(crate) fn snapshot_ids(state: &State) -> Vec<(u64, String)> {
+    state
+        .snapshot()
+        .peers
+        .iter()
+        .map(|p| (p.uid, p.id.clone()))
+        .collect()
+}
+
+fn obs(key: &str, aliases: &[(AliasKind, &str)]) -> Observation {
+    Observation {
+        key: key.into(),
+        aliases: aliases.iter().map(|(k, v)| Alias::new(*k, *v)).collect(),
+        ..Default::default()
+    }
+}
+
+struct Rig {
+    state: State,
+    replica: Replica,
+    now: Instant,
+    events: Vec<RosterEvent>,
+}
+
+impl Rig {
+    fn new(priorities: &[i32]) -> Self {
+        let mut state = State::new(AddressPolicy::default());
+        for (i, p) in priorities.iter().enumerate() {
+            state.add_source(
+                Arc::from(format!("s{i}")),
+                *p,
+                SourceClass::Primary,
+                Duration::from_secs(300),
+            );
+        }
+        Rig {
+            state,
+            replica: Replica::default(),
+            now: Instant::now(),
+            events: Vec::new(),
+        }
+    }
+
+    fn apply(&mut self, src: u16, ev: SourceEvent) {
+        self.state.apply(src, ev, self.now, SystemTime::UNIX_EPOCH);
+        let evs: Vec<RosterEvent> = self.state.take_events().collect();
+        for e in &evs {
+            self.replica.apply(e);
+        }
+        assert_eq!(self.replica.version, self.state.version());
+        assert_eq!(
+            self.replica.ids(),
+            snapshot_ids(&self.state),
+            "replayed events == snapshot after {evs:#?}"
+        );
+        self.events.extend(evs);
+    }
+}
+
+use AliasKind::{AgentId, ContainerId};
+
+/// Finding 1: `hi` sees a container, `lo` sees the agent, then `lo` learns
+/// the container id too. The roster is one peer and the events must say so.
+#[tokio::test(start_paused = true)]
+async fn finding1_merge_events_replay_to_the_roster() {
+    let mut rig = Rig::new(&[100, 10]);
+    rig.apply(
+        0,
+        SourceEvent::Upsert(obs("c", &[(ContainerId, "c12c12c12c12aaaa")])),
+    );
+    rig.apply(1, SourceEvent::Upsert(obs("a", &[(AgentId, "agent-7")])));
+    rig.apply(
+        1,
+        SourceEvent::Upsert(obs(
+            "a",
+            &[(AgentId, "agent-7"), (ContainerId, "c12c12c12c12")],
+        )),
+    );
+    let snap = rig.state.snapshot();
+    assert_eq!(snap.peers.len(), 1);
+    assert_eq!(snap.peers[0].id, "agent-7");
+    // The survivor was never Left; the absorbed entry says where it went.
+    let survivor = snap.peers[0].uid;
+    let mut left_merged = 0;
+    for e in &rig.events {
+        if let RosterEvent::Left {
+            peer, merged_into, ..
+        } = e
+        {
+            assert_ne!(peer.uid, survivor, "the survivor never leaves: {e:?}");
+            assert_eq!(*merged_into, Some(survivor));
+            left_merged += 1;
+        }
+    }
+    assert_eq!(left_merged, 1, "{:#?}", rig.events);
+
+    // A watcher that keys by display id also ends with the roster.
+    let mut by_id: BTreeMap<String, u64> = BTreeMap::new();
+    for e in &rig.events {
+        match e {
+            RosterEvent::Joined { peer, .. } => {
+                by_id.insert(peer.id.clone(), peer.uid);
+            }
+            RosterEvent::Updated {
+                peer, renamed_from, ..
+            } => {
+                if let Some(old) = renamed_from {
+                    by_id.remove(old);
+                }
+                by_id.insert(peer.id.clone(), peer.uid);
+            }
+            RosterEvent::Left { peer, .. } => {
+                by_id.remove(&peer.id);
+            }
+            #[allow(unreachable_patterns)]
+            _ => {}
+        }
+    }
+    assert_eq!(
+        by_id.into_iter().collect::<Vec<_>>(),
+        vec![("agent-7".to_string(), survivor)]
+    );
+}
+
+/// Finding 2: a better alias renames the peer; watchers see one Updated
+/// with `renamed_from`, and the uid stays.
+#[tokio::test(start_paused = true)]
+async fn finding2_rename_is_one_update_with_a_stable_uid() {
+    let mut rig = Rig::new(&[0]);
+    rig.apply(
+        0,
+        SourceEvent::Upsert(obs("k", &[(ContainerId, "abcdefabcdef")])),
+    );
+    let uid = rig.state.snapshot().peers[0].uid;
+    let before = rig.events.len();
+    rig.apply(
+        0,
+        SourceEvent::Upsert(obs(
+            "k",
+            &[(ContainerId, "abcdefabcdef"), (AgentId, "agent-1")],
+        )),
+    );
+    let new: Vec<_> = rig.events[before..].to_vec();
+    assert_eq!(new.len(), 1, "{new:#?}");
+    match &new[0] {
+        RosterEvent::Updated {
+            peer, renamed_from, ..
+        } => {
+            assert_eq!(peer.uid, uid);
+            assert_eq!(peer.id, "agent-1");
+            assert_eq!(renamed_from.as_deref(), Some("abcdefabcdef"));
+        }
+        other => panic!("expected Updated, got {other:?}"),
+    }
+    // The uid is in the roster JSON.
+    let json = serde_json::to_value(&*rig.state.snapshot().peers[0]).unwrap();
+    assert_eq!(json["uid"], uid);
+}
+
+/// A split (the bridging observation goes away) keeps one uid and joins the other.
+#[tokio::test(start_paused = true)]
+async fn split_keeps_one_uid_and_joins_the_rest() {
+    let mut rig = Rig::new(&[5, 3, 1]);
+    rig.apply(0, SourceEvent::Upsert(obs("x", &[(AgentId, "a")])));
+    rig.apply(
+        1,
+        SourceEvent::Upsert(obs("y", &[(ContainerId, "cccccccccccc")])),
+    );
+    rig.apply(
+        2,
+        SourceEvent::Upsert(obs("b", &[(AgentId, "a"), (ContainerId, "cccccccccccc")])),
+    );
+    assert_eq!(rig.state.snapshot().peers.len(), 1);
+    rig.apply(2, SourceEvent::Remove { key: "b".into() });
+    assert_eq!(rig.state.snapshot().peers.len(), 2);
+}
