@@ -14,7 +14,7 @@ pub(crate) enum ParseError {
 }
 
 /// Backends named in the design that this release does not ship yet.
-pub const PLANNED_TYPES: &[&str] = &["mdns", "dht"];
+pub const PLANNED_TYPES: &[&str] = &["mdns"];
 
 macro_rules! backends {
     ($( $ty:literal => $variant:ident ($krate:ident :: $source:ident) ),* $(,)?) => {
@@ -87,4 +87,5 @@ backends! {
     "static" => Static(backend_static::StaticSource),
     "nats" => Nats(backend_nats::NatsSource),
     "swarm" => Swarm(backend_swarm::SwarmSource),
+    "dht" => Dht(backend_dht::DhtSource),
 }
