@@ -86,7 +86,8 @@ pub fn build(cfg: &Config, key: Keypair) -> Result<Swarm<Behaviour>, Error> {
                     StreamProtocol::new(PROTOCOL),
                     request_response::ProtocolSupport::Full,
                 )],
-                request_response::Config::default().with_request_timeout(cfg.ping_interval * 3),
+                request_response::Config::default()
+                    .with_request_timeout((cfg.ping_interval * 3).max(Duration::from_secs(10))),
             );
             Behaviour {
                 kad,

@@ -309,16 +309,16 @@ impl Run<'_> {
                     match r {
                         Ok(GetProvidersOk::FoundProviders { providers, .. }) => {
                             for p in providers {
-                                if p != self.me
-                                    && self.providers.found(p)
-                                    && !self.swarm.is_connected(&p)
-                                {
-                                    let _ = self.swarm.dial(p);
-                                } else if p != self.me && self.swarm.is_connected(&p) {
+                                if p == self.me || !self.providers.found(p) {
+                                    continue;
+                                }
+                                if self.swarm.is_connected(&p) {
                                     self.swarm
                                         .behaviour_mut()
                                         .meta
                                         .send_request(&p, MetaRequest {});
+                                } else {
+                                    let _ = self.swarm.dial(p);
                                 }
                             }
                         }
@@ -344,10 +344,11 @@ impl Run<'_> {
                     }
                 }
                 if let Some(p) = self.providers.get_mut(&peer_id) {
+                    // The registry applies its own address policy (loopback, link-local).
                     p.addrs = info
                         .listen_addrs
                         .into_iter()
-                        .filter(|a| advertisable(a, &[]))
+                        .filter(|a| advertisable(a, &[]) || is_loopback(a))
                         .take(16)
                         .collect();
                     if p.reported {

@@ -11,7 +11,12 @@ use common::*;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn thirty_agents_find_each_other_stop_and_join() {
     init_tracing();
-    const N: usize = 30;
+    let n: usize = std::env::var("ROLLCALL_DHT_NODES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(30);
+    #[allow(non_snake_case)]
+    let N = n;
     let dir = tempfile::tempdir().unwrap();
     let seed_port = free_port();
     let seed_id = peer_id_of(&dir.path().join("agent-0.key"));

@@ -33,10 +33,11 @@ pub fn config(port: u16, bootstrap: Vec<String>) -> Config {
         listen: vec![format!("/ip4/127.0.0.1/tcp/{port}")],
         bootstrap,
         namespace: "test".into(),
-        lookup_interval: Duration::from_secs(1),
-        ping_interval: Duration::from_millis(500),
-        republish_interval: Duration::from_secs(2),
-        bootstrap_interval: Duration::from_secs(2),
+        lookup_interval: Duration::from_secs(3),
+        shards: 4,
+        ping_interval: Duration::from_secs(1),
+        republish_interval: Duration::from_secs(5),
+        bootstrap_interval: Duration::from_secs(5),
         provider_ttl: Duration::from_secs(30),
         ..Config::default()
     }
