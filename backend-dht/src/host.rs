@@ -44,6 +44,9 @@ struct Run<'a> {
     /// Bootstrap entries without a peer id, by the address dialled.
     unnamed: HashMap<Multiaddr, Option<PeerId>>,
     announce: bool,
+    /// Listen addresses identify reported, per connected peer (a provider may
+    /// be identified before a lookup names it).
+    identified: HashMap<PeerId, Vec<Multiaddr>>,
 }
 
 pub(crate) async fn run(
@@ -80,6 +83,7 @@ pub(crate) async fn run(
         provide_due: announce,
         unnamed: HashMap::new(),
         announce,
+        identified: HashMap::new(),
         ctx,
     };
     run.dial_bootstrap();
@@ -312,6 +316,11 @@ impl Run<'_> {
                                 if p == self.me || !self.providers.found(p) {
                                     continue;
                                 }
+                                if let (Some(a), Some(e)) =
+                                    (self.identified.get(&p), self.providers.get_mut(&p))
+                                {
+                                    e.addrs = a.clone();
+                                }
                                 if self.swarm.is_connected(&p) {
                                     self.swarm
                                         .behaviour_mut()
@@ -343,14 +352,18 @@ impl Run<'_> {
                         }
                     }
                 }
+                // The registry applies its own address policy (loopback, link-local).
+                let addrs: Vec<Multiaddr> = info
+                    .listen_addrs
+                    .into_iter()
+                    .filter(|a| advertisable(a, &[]) || is_loopback(a))
+                    .take(16)
+                    .collect();
+                if self.identified.len() < MAX_PROVIDERS || self.identified.contains_key(&peer_id) {
+                    self.identified.insert(peer_id, addrs.clone());
+                }
                 if let Some(p) = self.providers.get_mut(&peer_id) {
-                    // The registry applies its own address policy (loopback, link-local).
-                    p.addrs = info
-                        .listen_addrs
-                        .into_iter()
-                        .filter(|a| advertisable(a, &[]) || is_loopback(a))
-                        .take(16)
-                        .collect();
+                    p.addrs = addrs;
                     if p.reported {
                         self.report(&peer_id).await;
                     }

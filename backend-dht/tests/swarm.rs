@@ -57,8 +57,13 @@ async fn thirty_agents_find_each_other_stop_and_join() {
     }
 
     // A stopped agent is gone within its TTL (3 ping intervals; generous deadline).
-    agents.remove(7).shutdown().await;
-    let without7: Vec<String> = all.iter().filter(|x| **x != local(7).id).cloned().collect();
+    let stop = N / 2;
+    agents.remove(stop).shutdown().await;
+    let without7: Vec<String> = all
+        .iter()
+        .filter(|x| **x != local(stop).id)
+        .cloned()
+        .collect();
     assert!(
         wait_agents(&disc, Duration::from_secs(10), |s| s == without7).await,
         "stopped agent still seen: {:?}",
