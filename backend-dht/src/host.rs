@@ -1,6 +1,9 @@
 //! The event loop of one source run: listen, bootstrap, provide, look up,
 //! follow liveness, report.
 
+// One arm per event kind reads better than guards spread over several arms.
+#![allow(clippy::collapsible_match)]
+
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
