@@ -162,11 +162,6 @@ fn config_errors_name_the_key_and_the_fix() {
             "sources.x.type",
             "unknown backend",
         ),
-        (
-            "[sources.x]\ntype = \"dht\"\n",
-            "sources.x.type",
-            "not part of this release",
-        ),
         ("[sources.x]\npriority = 3\n", "sources.x.type", "missing"),
         (
             "[sources.x]\ntype = \"static\"\npriority = \"high\"\npeers = []\n",

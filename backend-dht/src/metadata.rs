@@ -1,0 +1,72 @@
+//! `/rollcall/meta/1.0.0`: a small request-response protocol that asks a
+//! provider for its agent id and metadata. Replies are bounded in bytes (the
+//! codec) and in fields (`validate`); anything else is counted and dropped.
+//!
+//! Signed metadata (a later change) belongs here: verify `MetaReply` against
+//! the sender's peer id in `validate` before it becomes an observation.
+
+use std::collections::BTreeMap;
+
+use discovery_core::{LocalPeer, Metadata};
+use serde::{Deserialize, Serialize};
+
+/// The protocol name.
+pub const PROTOCOL: &str = "/rollcall/meta/1.0.0";
+
+/// Limits on one reply's fields.
+const MAX_FIELD: usize = 256;
+const MAX_ITEMS: usize = 64;
+
+/// "Who are you?" (no fields; kept as a struct so it can grow).
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct MetaRequest {}
+
+/// The answer: the agent id and what the agent announces.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MetaReply {
+    /// Agent id, if the peer announces one.
+    #[serde(default)]
+    pub id: Option<String>,
+    /// Name, status, capabilities, version, labels.
+    #[serde(default)]
+    pub meta: Metadata,
+}
+
+impl MetaReply {
+    /// What this process answers: its `[local]` peer when it announces.
+    pub fn of_local(local: Option<&LocalPeer>) -> Self {
+        match local {
+            Some(l) => MetaReply {
+                id: Some(l.id.clone()),
+                meta: l.meta.clone(),
+            },
+            None => MetaReply::default(),
+        }
+    }
+
+    /// Checks field sizes; `Err` names the first violation.
+    pub fn validate(&self) -> Result<(), &'static str> {
+        let short = |s: &Option<String>| s.as_ref().is_none_or(|v| v.len() <= MAX_FIELD);
+        if !short(&self.id) || !short(&self.meta.name) || !short(&self.meta.status) {
+            return Err("field too long");
+        }
+        if !short(&self.meta.version) {
+            return Err("field too long");
+        }
+        if self.meta.capabilities.len() > MAX_ITEMS || self.meta.labels.len() > MAX_ITEMS {
+            return Err("too many items");
+        }
+        if self.meta.capabilities.iter().any(|c| c.len() > MAX_FIELD)
+            || labels_too_long(&self.meta.labels)
+        {
+            return Err("field too long");
+        }
+        Ok(())
+    }
+}
+
+fn labels_too_long(labels: &BTreeMap<String, String>) -> bool {
+    labels
+        .iter()
+        .any(|(k, v)| k.len() > MAX_FIELD || v.len() > MAX_FIELD)
+}
