@@ -36,6 +36,9 @@ const REASON_DETAILS: usize = 3;
 struct Evaluation {
     observations: Vec<Observation>,
     problems: Vec<String>,
+    /// Every problem is a probe verdict (an entry answered wrong or not at
+    /// all): the refresh saw the whole truth, and absent entries are gone.
+    probe_only: bool,
     /// Answers from another peer than the entry names (counted once per publication).
     mismatches: u64,
 }
@@ -71,6 +74,8 @@ pub(crate) struct Runner {
     probes: HashMap<SocketAddr, Result<Health, Failure>>,
     last_reason: Option<String>,
     last_warn: Option<Instant>,
+    /// Keys of the observations published so far (for probe verdicts).
+    published: HashSet<String>,
 }
 
 impl Runner {
@@ -91,6 +96,7 @@ impl Runner {
             prober: None,
             probes: HashMap::new(),
             last_reason: None,
+            published: HashSet::new(),
             last_warn: None,
         }
     }
@@ -482,6 +488,7 @@ impl Runner {
                 }
             }
         }
+        let probe_only = problems.is_empty();
         if !failing.is_empty() {
             let mut msg = format!("{} of {probed} probes failing: ", failing.len());
             msg.push_str(
@@ -500,6 +507,7 @@ impl Runner {
         Evaluation {
             observations: out,
             problems,
+            probe_only,
             mismatches,
         }
     }
@@ -569,6 +577,7 @@ impl Runner {
         let Evaluation {
             observations: obs,
             problems,
+            probe_only,
             mismatches,
         } = self.evaluate();
         if mismatches > 0 {
@@ -576,7 +585,9 @@ impl Runner {
                 .increment(mismatches);
         }
         tracing::debug!(source = %self.source, peers = obs.len(), problems = problems.len(), "publishing a refresh");
+        let seen: HashSet<String> = obs.iter().map(|o| o.key.clone()).collect();
         if problems.is_empty() {
+            self.published = seen;
             self.ctx.events.replace(obs).await?;
             if self.last_reason.take().is_some() {
                 tracing::info!(source = %self.source, "source healthy again");
@@ -584,6 +595,17 @@ impl Runner {
             return Ok(());
         }
         let reason = self.note_problems(problems);
+        if probe_only {
+            // The probe's verdicts are the truth: a dead or wrong entry leaves
+            // now, the source stays degraded while any probe fails.
+            let gone: Vec<String> = self.published.difference(&seen).cloned().collect();
+            for key in gone {
+                self.ctx.events.remove(key).await?;
+            }
+            self.published = seen;
+        } else {
+            self.published.extend(seen);
+        }
         self.ctx.events.partial(obs, reason).await
     }
 
