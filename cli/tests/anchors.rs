@@ -7,13 +7,11 @@
 //! scripts/docker-rig.sh image agent`, as root) and Debian's `prometheus`
 //! (`apt-get install -y prometheus`); `ROLLCALL_SKIP_DOCKER=1` skips it, saying so.
 
-use std::path::Path;
+mod support;
+
 use std::process::Command;
 
-fn have(prog: &str) -> bool {
-    std::env::var_os("PATH")
-        .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(prog).is_file()))
-}
+use support::{have, run_compare};
 
 fn docker_or_skip() -> bool {
     if std::env::var("ROLLCALL_SKIP_DOCKER").as_deref() == Ok("1") {
@@ -44,25 +42,9 @@ fn every_anchor_row_measures_something_or_says_why_not() {
     if !docker_or_skip() {
         return;
     }
-    let root = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/.."));
     let dir = tempfile::tempdir().unwrap();
-    let json = dir.path().join("anchors.json");
-    let out = Command::new(env!("CARGO_BIN_EXE_rollcall"))
-        .arg("compare")
-        .arg("--scenario")
-        .arg(root.join("examples/scenarios/ci-swarm-anchors.toml"))
-        .arg("--json")
-        .arg(&json)
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        out.status.success(),
-        "rollcall compare failed\nstdout:\n{stdout}\nstderr:\n{stderr}"
-    );
+    let (v, stdout) = run_compare("ci-swarm-anchors.toml", dir.path(), false);
     eprintln!("{stdout}");
-    let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
     assert_eq!(v["scenario"], "ci-swarm-anchors");
     let rows = v["backends"].as_array().unwrap();
     let anchors: Vec<&serde_json::Value> = rows.iter().filter(|r| r["anchor"] == true).collect();

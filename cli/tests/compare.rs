@@ -6,13 +6,11 @@
 //! `ROLLCALL_SKIP_NATS=1` to skip on purpose. haproxy (for the baseline row)
 //! is optional here: without it the row reports why it could not run.
 
-use std::path::Path;
+mod support;
+
 use std::process::Command;
 
-fn have(prog: &str) -> bool {
-    std::env::var_os("PATH")
-        .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(prog).is_file()))
-}
+use support::{have, run_compare};
 
 fn nats_or_skip() -> bool {
     if have("nats-server") {
@@ -32,27 +30,9 @@ fn ci_scenario_finds_every_agent_with_no_duplicate_and_no_phantom() {
     if !nats_or_skip() {
         return;
     }
-    let root = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/.."));
     let dir = tempfile::tempdir().unwrap();
-    let json = dir.path().join("ci.json");
-    let svg = dir.path().join("ci.svg");
-    let out = Command::new(env!("CARGO_BIN_EXE_rollcall"))
-        .arg("compare")
-        .arg("--scenario")
-        .arg(root.join("examples/scenarios/ci-local.toml"))
-        .arg("--json")
-        .arg(&json)
-        .arg("--plot")
-        .arg(&svg)
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        out.status.success(),
-        "rollcall compare failed\nstdout:\n{stdout}\nstderr:\n{stderr}"
-    );
-    let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    let (v, _) = run_compare("ci-local.toml", dir.path(), true);
+    let svg = dir.path().join("plot.svg");
     assert_eq!(v["scenario"], "ci-local");
     assert_eq!(v["agents"], 20);
     let backends = v["backends"].as_array().unwrap();

@@ -95,3 +95,42 @@ pub async fn peer_ids(http: &reqwest::Client, base: &str) -> Option<Vec<String>>
     ids.sort();
     Some(ids)
 }
+
+/// Whether `prog` is on the PATH.
+pub fn have(prog: &str) -> bool {
+    std::env::var_os("PATH")
+        .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(prog).is_file()))
+}
+
+/// Runs `rollcall compare --scenario examples/scenarios/<scenario> --json OUT`
+/// (and `--plot <dir>/plot.svg` when `plot`), asserts it succeeded, and
+/// returns its JSON report and stdout.
+pub fn run_compare(
+    scenario: &str,
+    dir: &std::path::Path,
+    plot: bool,
+) -> (serde_json::Value, String) {
+    let root = std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/.."));
+    let json = dir.join("report.json");
+    let out = Command::new(env!("CARGO_BIN_EXE_rollcall"))
+        .arg("compare")
+        .arg("--scenario")
+        .arg(root.join("examples/scenarios").join(scenario))
+        .arg("--json")
+        .arg(&json)
+        .args(if plot {
+            vec!["--plot".into(), dir.join("plot.svg")]
+        } else {
+            vec![]
+        })
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "rollcall compare failed\nstdout:\n{stdout}\nstderr:\n{stderr}"
+    );
+    let v = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    (v, stdout)
+}
