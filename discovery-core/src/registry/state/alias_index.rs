@@ -1,0 +1,61 @@
+//! Strong aliases to the observations claiming them: what links sightings
+//! into one peer. Weak aliases (host names) and addresses are never indexed.
+
+use super::{kind_index, ObsIdx, State};
+
+impl State {
+    pub(super) fn index(&mut self, idx: ObsIdx) {
+        let Some(e) = self.obs[idx as usize].as_ref() else {
+            return;
+        };
+        if !e.active {
+            return;
+        }
+        for a in e.aliases.iter() {
+            if a.kind.is_strong() {
+                let h = self.hasher.hash_one(a.match_value());
+                let list = self.alias_index[kind_index(a.kind)].entry(h).or_default();
+                if !list.contains(&idx) {
+                    list.push(idx);
+                }
+            }
+        }
+    }
+
+    pub(super) fn unindex(&mut self, idx: ObsIdx) {
+        let Some(e) = self.obs[idx as usize].as_ref() else {
+            return;
+        };
+        for a in e.aliases.iter() {
+            if !a.kind.is_strong() {
+                continue;
+            }
+            if !self.conflicts.is_empty() {
+                self.unindexed_aliases
+                    .push((a.kind, a.match_value().to_owned()));
+            }
+            let h = self.hasher.hash_one(a.match_value());
+            let map = &mut self.alias_index[kind_index(a.kind)];
+            if let Some(list) = map.get_mut(&h) {
+                list.retain(|i| *i != idx);
+                if list.is_empty() {
+                    map.remove(&h);
+                }
+            }
+        }
+    }
+
+    pub(super) fn alias_neighbours(&self, idx: ObsIdx) -> Vec<ObsIdx> {
+        let mut out = Vec::new();
+        if let Some(e) = self.entry(idx) {
+            for a in e.aliases.iter().filter(|a| a.kind.is_strong()) {
+                if let Some(list) =
+                    self.alias_index[kind_index(a.kind)].get(&self.hasher.hash_one(a.match_value()))
+                {
+                    out.extend(list.iter().copied().filter(|&i| i != idx));
+                }
+            }
+        }
+        out
+    }
+}

@@ -1,0 +1,102 @@
+//! A change re-merges only its connected component: the observations linked to
+//! the changed ones by a strong alias or a former peer, in priority order.
+
+use smallvec::SmallVec;
+
+use super::{kind_index, ObsIdx, PeerIdx, State};
+
+impl State {
+    /// Re-partitions the connected component around `seeds` and the members
+    /// of `seed_peers`, then turns the difference into roster events.
+    pub(super) fn recompute(&mut self, seeds: &[ObsIdx], seed_peers: &[PeerIdx]) {
+        let (comp, old_peers) = self.component(seeds, seed_peers);
+        let (groups, found_conflicts) = self.partition(&comp);
+        self.publish_groups(groups, old_peers);
+        self.update_conflicts(&comp, found_conflicts);
+        metrics::gauge!("rollcall_roster_peers").set(self.peer_ids.len() as f64);
+    }
+
+    /// The component around the seeds, sorted by priority, and the peers its
+    /// observations belonged to.
+    fn component(
+        &mut self,
+        seeds: &[ObsIdx],
+        seed_peers: &[PeerIdx],
+    ) -> (SmallVec<[ObsIdx; 8]>, SmallVec<[PeerIdx; 8]>) {
+        let gen = self.next_visit_gen();
+        // Components are small (a peer's few sightings): keep them off the heap.
+        let mut old_peers: SmallVec<[PeerIdx; 8]> = SmallVec::new();
+        let mut stack: SmallVec<[ObsIdx; 16]> = SmallVec::from_slice(seeds);
+        for &p in seed_peers {
+            if !old_peers.contains(&p) {
+                old_peers.push(p);
+                if let Some(pe) = self.peers[p as usize].as_ref() {
+                    stack.extend(pe.members.iter().copied());
+                }
+            }
+        }
+        let mut comp: SmallVec<[ObsIdx; 8]> = SmallVec::new();
+        while let Some(o) = stack.pop() {
+            let Some(e) = self.obs.get(o as usize).and_then(|x| x.as_ref()) else {
+                continue;
+            };
+            if !e.active || self.visit_stamp[o as usize] == gen {
+                continue;
+            }
+            self.visit_stamp[o as usize] = gen;
+            comp.push(o);
+            if let Some(p) = e.peer {
+                if !old_peers.contains(&p) {
+                    old_peers.push(p);
+                    if let Some(pe) = self.peers[p as usize].as_ref() {
+                        stack.extend(pe.members.iter().copied());
+                    }
+                }
+            }
+            for a in e.aliases.iter().filter(|a| a.kind.is_strong()) {
+                if let Some(list) =
+                    self.alias_index[kind_index(a.kind)].get(&self.hasher.hash_one(a.match_value()))
+                {
+                    stack.extend(
+                        list.iter()
+                            .copied()
+                            .filter(|&x| self.visit_stamp[x as usize] != gen),
+                    );
+                }
+            }
+        }
+
+        // Highest priority first, then a stable order: the partition is deterministic.
+        comp.sort_by(|&a, &b| {
+            let (ea, eb) = (self.entry(a), self.entry(b));
+            let ka = ea.map(|e| {
+                (
+                    -(self.sources[e.source as usize].priority as i64),
+                    e.source,
+                    &e.key,
+                )
+            });
+            let kb = eb.map(|e| {
+                (
+                    -(self.sources[e.source as usize].priority as i64),
+                    e.source,
+                    &e.key,
+                )
+            });
+            ka.cmp(&kb)
+        });
+        (comp, old_peers)
+    }
+
+    fn next_visit_gen(&mut self) -> u32 {
+        if self.visit_stamp.len() < self.obs.len() {
+            self.visit_stamp.resize(self.obs.len(), 0);
+        }
+        self.visit_gen = self.visit_gen.wrapping_add(1);
+        if self.visit_gen == 0 {
+            self.visit_stamp.iter_mut().for_each(|s| *s = 0);
+            self.visit_gen = 1;
+        }
+        self.visit_gen
+    }
+}

@@ -1,0 +1,162 @@
+//! Upserts and removals: size limits, the renewal fast path (same input:
+//! TTL and last_seen only, no re-merge, no event), and what a change re-merges.
+
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use tokio::time::Instant;
+
+use super::{Alias, Metadata, ObsEntry, ObsIdx, SourceClass, State};
+use crate::model::Observation;
+use crate::source::SourceIdx;
+
+/// Most addresses kept per observation.
+const MAX_ADDRS: usize = 64;
+/// Most aliases kept per observation.
+const MAX_ALIASES: usize = 32;
+
+impl State {
+    pub(super) fn upsert(
+        &mut self,
+        src: SourceIdx,
+        mut o: Observation,
+        now: Instant,
+        wall: SystemTime,
+    ) {
+        // A misbehaving source cannot make one peer arbitrarily large.
+        if o.addrs.len() > MAX_ADDRS || o.aliases.len() > MAX_ALIASES {
+            let dropped = o.addrs.len().saturating_sub(MAX_ADDRS)
+                + o.aliases.len().saturating_sub(MAX_ALIASES);
+            o.addrs.truncate(MAX_ADDRS);
+            o.aliases.truncate(MAX_ALIASES);
+            metrics::counter!("rollcall_observation_fields_dropped_total")
+                .increment(dropped as u64);
+            tracing::warn!(source = %self.sources[src as usize].name, key = %o.key, dropped, "observation over the size limit; extra addresses and aliases dropped");
+        }
+        let input_hash = self.hasher.hash_one((&o.aliases, &o.addrs, &o.meta));
+        let existing = self.lookup(src, &o.key);
+        if let Some(idx) = existing {
+            if self.entry(idx).is_some_and(|e| e.input_hash == input_hash) {
+                self.set_expiry(idx, o.ttl.map(|t| now + t));
+                self.renew(src, idx, now, wall);
+                return;
+            }
+        }
+        let addrs = self.filter_addrs(o.addrs);
+        let mut aliases: Vec<Alias> = Vec::with_capacity(o.aliases.len());
+        for a in o.aliases {
+            if !a.value.trim().is_empty() && !aliases.contains(&a) {
+                aliases.push(a);
+            }
+        }
+        let class = self.sources[src as usize].class;
+        let active = class != SourceClass::Fallback || self.fallback_active;
+        let aliases = aliases.into_boxed_slice();
+        let meta = (o.meta != Metadata::default()).then(|| Box::new(o.meta));
+
+        if let Some(idx) = existing {
+            let unchanged = self
+                .entry(idx)
+                .is_some_and(|e| e.aliases == aliases && e.addrs == addrs && e.meta == meta);
+            self.set_expiry(idx, o.ttl.map(|t| now + t));
+            if unchanged {
+                if let Some(e) = self.obs[idx as usize].as_mut() {
+                    e.input_hash = input_hash;
+                }
+                self.renew(src, idx, now, wall);
+                return;
+            }
+            // Changed: neighbours through the old aliases must be re-partitioned too.
+            let mut seeds = self.alias_neighbours(idx);
+            let old_peer = self.entry(idx).and_then(|e| e.peer);
+            self.unindex(idx);
+            if let Some(e) = self.obs[idx as usize].as_mut() {
+                e.aliases = aliases;
+                e.addrs = addrs;
+                e.meta = meta;
+                e.last_seen = wall;
+                e.seen_at = now;
+                e.input_hash = input_hash;
+            }
+            self.index(idx);
+            seeds.push(idx);
+            self.recompute(&seeds, old_peer.as_slice());
+            return;
+        }
+
+        let entry = ObsEntry {
+            source: src,
+            key: o.key.into_boxed_str(),
+            aliases,
+            addrs,
+            meta,
+            expiry: None,
+            input_hash,
+            last_seen: wall,
+            seen_at: now,
+            peer: None,
+            active,
+        };
+        let idx = match self.free_obs.pop() {
+            Some(i) => {
+                self.obs[i as usize] = Some(entry);
+                i
+            }
+            None => {
+                self.obs.push(Some(entry));
+                (self.obs.len() - 1) as ObsIdx
+            }
+        };
+        let h = self
+            .hasher
+            .hash_one(self.entry(idx).map(|e| &*e.key).unwrap_or_default());
+        self.sources[src as usize].keys.insert(h, idx);
+        self.set_expiry(idx, o.ttl.map(|t| now + t));
+        if active {
+            self.index(idx);
+            self.recompute(&[idx], &[]);
+        }
+    }
+
+    /// A renewal: refresh last_seen in place, no event, no re-merge.
+    pub(super) fn renew(&mut self, src: SourceIdx, idx: ObsIdx, now: Instant, wall: SystemTime) {
+        let peer = match self.obs[idx as usize].as_mut() {
+            Some(e) => {
+                e.last_seen = wall;
+                e.seen_at = now;
+                e.peer
+            }
+            None => return,
+        };
+        let name = &self.sources[src as usize].name;
+        if let Some(p) = peer.and_then(|p| self.peers[p as usize].as_mut()) {
+            if let Some(s) = Arc::make_mut(&mut p.view)
+                .sources
+                .iter_mut()
+                .find(|s| s.name == *name)
+            {
+                s.last_seen = s.last_seen.max(wall);
+            }
+        }
+    }
+
+    pub(super) fn remove_obs(&mut self, idx: ObsIdx) {
+        let seeds = self.alias_neighbours(idx);
+        self.unindex(idx);
+        self.set_expiry(idx, None);
+        let Some(e) = self.obs.get_mut(idx as usize).and_then(|o| o.take()) else {
+            return;
+        };
+        let h = self.hasher.hash_one(&*e.key);
+        self.sources[e.source as usize].keys.remove(h, idx);
+        self.free_obs.push(idx);
+        if let Some(p) = e.peer {
+            if let Some(pe) = self.peers[p as usize].as_mut() {
+                pe.members.retain(|m| *m != idx);
+            }
+            self.recompute(&seeds, &[p]);
+        } else if !seeds.is_empty() {
+            self.recompute(&seeds, &[]);
+        }
+    }
+}

@@ -1,0 +1,47 @@
+//! Test-only views of the internals: the grouping, and invariants every step keeps.
+
+use super::{PeerIdx, State};
+
+#[cfg(test)]
+impl State {
+    /// Every peer as the sorted `source/key` list of its observations, sorted.
+    pub(crate) fn groups(&self) -> Vec<Vec<String>> {
+        let mut out: Vec<Vec<String>> = self
+            .peers
+            .iter()
+            .flatten()
+            .map(|p| {
+                let mut m: Vec<String> = p.members.iter().map(|&i| self.obs_label(i)).collect();
+                m.sort();
+                m
+            })
+            .collect();
+        out.sort();
+        out
+    }
+
+    /// Internal consistency: every active observation is in exactly one peer,
+    /// ids are unique and indexed, and the peer count matches.
+    pub(crate) fn check_invariants(&self) {
+        let mut seen = std::collections::HashSet::new();
+        for (pi, p) in self.peers.iter().enumerate() {
+            let Some(p) = p else { continue };
+            assert!(!p.members.is_empty(), "empty peer {}", p.view.id);
+            assert_eq!(
+                self.peer_ids.get(&p.view.id),
+                Some(&(pi as PeerIdx)),
+                "id index of {}",
+                p.view.id
+            );
+            for &m in &p.members {
+                let e = self.entry(m).expect("member exists");
+                assert!(e.active);
+                assert_eq!(e.peer, Some(pi as PeerIdx));
+                assert!(seen.insert(m), "observation in two peers");
+            }
+        }
+        let active = self.obs.iter().flatten().filter(|e| e.active).count();
+        assert_eq!(seen.len(), active, "every active observation is in a peer");
+        assert_eq!(self.peer_ids.len(), self.peers.iter().flatten().count());
+    }
+}

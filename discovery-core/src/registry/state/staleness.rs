@@ -1,0 +1,79 @@
+//! Ageing out: an observation's TTL expires it, and a degraded source's
+//! sightings without TTL go once they are older than its maximum staleness.
+
+use tokio::time::Instant;
+
+use super::{Health, ObsIdx, SourceClass, State};
+
+impl State {
+    /// The earliest moment `advance` has work to do.
+    pub(crate) fn next_deadline(&self) -> Option<Instant> {
+        let ttl = self.expiry.keys().next().map(|(t, _)| *t);
+        let stale = self.sources.iter().filter_map(|s| s.stale_deadline).min();
+        let hold = self
+            .primaries_ok_since
+            .filter(|_| self.fallback_active)
+            .map(|t| t + self.fallback_hold);
+        [ttl, stale, hold].into_iter().flatten().min()
+    }
+
+    /// Expires observations whose TTL passed and drops what degraded sources
+    /// kept for longer than their maximum staleness.
+    pub(crate) fn advance(&mut self, now: Instant) {
+        while let Some((&(t, idx), _)) = self.expiry.iter().next() {
+            if t > now {
+                break;
+            }
+            self.expiry.remove(&(t, idx));
+            if let Some(Some(e)) = self.obs.get_mut(idx as usize) {
+                e.expiry = None;
+            }
+            tracing::debug!(obs = idx, "observation expired");
+            metrics::counter!("rollcall_observations_expired_total").increment(1);
+            self.remove_obs(idx);
+        }
+        for s in 0..self.sources.len() {
+            let due = self.sources[s].stale_deadline.is_some_and(|d| d <= now);
+            if !due {
+                continue;
+            }
+            let class = self.sources[s].class;
+            let max = self.sources[s].max_staleness;
+            // Still degraded: what a partial refresh keeps confirming stays,
+            // and the next sweep is due one staleness period from now.
+            self.sources[s].stale_deadline = (self.sources[s].health == Health::Degraded
+                && class != SourceClass::Cache)
+                .then(|| now + max);
+            let victims: Vec<ObsIdx> = self.sources[s]
+                .keys
+                .values()
+                .filter(|&i| {
+                    class == SourceClass::Cache
+                        || self
+                            .entry(i)
+                            .is_some_and(|e| e.expiry.is_none() && e.seen_at + max <= now)
+                })
+                .collect();
+            if !victims.is_empty() {
+                tracing::warn!(source = %self.sources[s].name, dropped = victims.len(), "source stale for too long; dropping its last known set");
+            }
+            for idx in victims {
+                self.remove_obs(idx);
+            }
+        }
+        self.refresh_fallback(now);
+    }
+
+    pub(super) fn set_expiry(&mut self, idx: ObsIdx, at: Option<Instant>) {
+        let Some(e) = self.obs.get_mut(idx as usize).and_then(|o| o.as_mut()) else {
+            return;
+        };
+        if let Some(old) = e.expiry.take() {
+            self.expiry.remove(&(old, idx));
+        }
+        if let Some(at) = at {
+            e.expiry = Some(at);
+            self.expiry.insert((at, idx), ());
+        }
+    }
+}
