@@ -78,11 +78,11 @@ pub enum SourceEvent {
 /// Index of a source inside one registry.
 pub(crate) type SourceIdx = u16;
 
-/// Sends events for one source. Cloneable; bounded (backpressure, not loss).
+/// Sends events for one source. Cloneable; bounded (backpressure, not loss):
+/// each source has a queue of its own, so a flood waits only for itself.
 #[derive(Debug, Clone)]
 pub struct EventSender {
-    pub(crate) source: SourceIdx,
-    pub(crate) tx: mpsc::Sender<(SourceIdx, SourceEvent)>,
+    pub(crate) tx: mpsc::Sender<SourceEvent>,
 }
 
 /// The registry is gone (shutting down): stop sending.
@@ -93,7 +93,7 @@ pub struct Closed;
 impl EventSender {
     /// Sends one event.
     pub async fn send(&self, event: SourceEvent) -> Result<(), Closed> {
-        self.tx.send((self.source, event)).await.map_err(|_| Closed)
+        self.tx.send(event).await.map_err(|_| Closed)
     }
     /// Adds or renews one observation.
     pub async fn upsert(&self, obs: Observation) -> Result<(), Closed> {

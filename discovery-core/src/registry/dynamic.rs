@@ -9,17 +9,17 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use super::{supervise, Inner, Registry, RegistryError, RosterView, SourceOptions};
 use crate::model::LocalPeer;
-use crate::source::{DiscoverySource, EventSender, Mode, SourceContext, SourceEvent, SourceIdx};
+use crate::source::{DiscoverySource, Mode, SourceContext, SourceIdx};
 
 /// What it takes to start one more source, kept from the builder.
 pub(super) struct Kit {
-    pub(super) tx: mpsc::Sender<(SourceIdx, SourceEvent)>,
+    /// Gives each started source its own bounded queue.
+    pub(super) queues: super::queues::Registrar,
     pub(super) local: Option<Arc<LocalPeer>>,
     pub(super) mode: Mode,
     pub(super) identity_file: Arc<Path>,
@@ -50,10 +50,7 @@ impl Kit {
         let stop = global.child_token();
         let ctx = SourceContext {
             name: name.clone(),
-            events: EventSender {
-                source: idx,
-                tx: self.tx.clone(),
-            },
+            events: self.queues.register(idx),
             shutdown: stop.child_token(),
             local: self.local.clone(),
             mode: self.mode,

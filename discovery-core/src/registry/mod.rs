@@ -8,6 +8,9 @@ mod event_tests;
 mod health_tests;
 #[cfg(test)]
 mod model_tests;
+#[cfg(test)]
+mod queue_tests;
+mod queues;
 mod state;
 #[cfg(test)]
 mod tests;
@@ -16,7 +19,7 @@ mod view;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime};
 
-use tokio::sync::{broadcast, mpsc, watch};
+use tokio::sync::{broadcast, watch};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -29,8 +32,8 @@ use crate::status::SourceStatus;
 use state::{SourceClass, State};
 pub use view::RosterView;
 
-/// Source events queued between all sources and the merge loop.
-const EVENT_QUEUE: usize = 4096;
+/// Most queued events applied under one lock before watchers hear of them.
+const MERGE_BATCH: usize = 256;
 /// How long a source gets to say goodbye after shutdown before it is aborted.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
 /// A run that lasted this long resets the restart backoff.
@@ -204,7 +207,7 @@ impl RegistryBuilder {
             ));
         }
 
-        let (tx, rx) = mpsc::channel(EVENT_QUEUE);
+        let (registrar, rx) = queues::queues();
         // The cache stands in at the lowest priority until every primary has synced.
         if let Some(path) = &self.config.cache_file {
             match crate::cache::load(path) {
@@ -261,7 +264,7 @@ impl RegistryBuilder {
             )));
         }
         let kit = dynamic::Kit {
-            tx,
+            queues: registrar,
             local: self.local,
             mode: self.mode,
             identity_file: self.identity_file,
@@ -526,11 +529,7 @@ impl Watch {
     }
 }
 
-async fn merge_loop(
-    inner: Arc<Inner>,
-    mut rx: mpsc::Receiver<(SourceIdx, SourceEvent)>,
-    shutdown: CancellationToken,
-) {
+async fn merge_loop(inner: Arc<Inner>, mut rx: queues::Queues, shutdown: CancellationToken) {
     loop {
         let deadline = inner.lock().next_deadline();
         tokio::select! {
@@ -541,11 +540,12 @@ async fn merge_loop(
                 let mut state = inner.lock();
                 let (now, wall) = (Instant::now(), SystemTime::now());
                 state.apply(src, ev, now, wall);
-                // Drain what is already queued under one lock: bursts cost one wake-up.
-                for _ in 0..256 {
+                // Drain what is already queued under one lock (bursts cost one
+                // wake-up), taking from the sources in turn.
+                for _ in 0..MERGE_BATCH {
                     match rx.try_recv() {
-                        Ok((src, ev)) => state.apply(src, ev, now, wall),
-                        Err(_) => break,
+                        Some((src, ev)) => state.apply(src, ev, now, wall),
+                        None => break,
                     }
                 }
                 state.advance(now);
