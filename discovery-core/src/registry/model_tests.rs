@@ -74,6 +74,14 @@ fn random_obs(rng: &mut Rng) -> Observation {
             o.aliases.push(Alias::new(k, value));
         }
     }
+    // Metadata and addresses change without the aliases too (the view-only path).
+    if rng.chance(50) {
+        o.meta.status = Some(format!("s{}", rng.below(2)));
+    }
+    if rng.chance(50) {
+        o.addrs
+            .push(crate::addr::parse_addr(&format!("10.0.0.{}:9000", 1 + rng.below(2))).unwrap());
+    }
     if rng.chance(30) {
         o.ttl = Some(Duration::from_secs(1 + rng.below(4)));
     }
@@ -258,6 +266,12 @@ fn check(
         state.groups(),
         scratch.groups(),
         "incremental == from scratch; {}",
+        ctx()
+    );
+    assert_eq!(
+        state.merged_fields(),
+        scratch.merged_fields(),
+        "merged fields == from scratch; {}",
         ctx()
     );
     // Every listed observation is live in the model: nothing unsupported.

@@ -125,7 +125,7 @@ pub(crate) struct State {
     hasher: ahash::RandomState,
     peers: Vec<Option<PeerEntry>>,
     free_peers: Vec<PeerIdx>,
-    peer_ids: HashMap<String, PeerIdx>,
+    peer_ids: ids::IdIndex,
     expiry: BTreeMap<(Instant, ObsIdx), ()>,
     version: u64,
     fallback_active: bool,
@@ -158,7 +158,7 @@ impl State {
             hasher: ahash::RandomState::new(),
             peers: Vec::new(),
             free_peers: Vec::new(),
-            peer_ids: HashMap::default(),
+            peer_ids: Default::default(),
             expiry: BTreeMap::new(),
             version: 0,
             fallback_active: true,
@@ -180,7 +180,8 @@ impl State {
     }
 
     pub(crate) fn peer_count(&self) -> usize {
-        self.peer_ids.len()
+        // Every empty slot is on the free list.
+        self.peers.len() - self.free_peers.len()
     }
 
     pub(crate) fn take_events(&mut self) -> std::vec::Drain<'_, RosterEvent> {
@@ -274,9 +275,8 @@ impl State {
     }
 
     pub(crate) fn peer(&self, id: &str) -> Option<Arc<Peer>> {
-        self.peer_ids
-            .get(id)
-            .and_then(|&p| self.peers[p as usize].as_ref())
+        self.id_lookup(id)
+            .and_then(|p| self.peers[p as usize].as_ref())
             .map(|p| p.view.clone())
     }
 }

@@ -13,7 +13,7 @@ impl State {
         let (groups, found_conflicts) = self.partition(&comp);
         self.publish_groups(groups, old_peers);
         self.update_conflicts(&comp, found_conflicts);
-        metrics::gauge!("rollcall_roster_peers").set(self.peer_ids.len() as f64);
+        metrics::gauge!("rollcall_roster_peers").set(self.peer_count() as f64);
     }
 
     /// The component around the seeds, sorted by priority, and the peers its

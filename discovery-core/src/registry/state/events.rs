@@ -17,6 +17,30 @@ enum Pending {
 }
 
 impl State {
+    /// Rebuilds the view of peer `p` after a change that cannot regroup it
+    /// (its aliases are the same): one `Updated` if its content changed.
+    pub(super) fn refresh_view(&mut self, p: PeerIdx) {
+        let Some(pe) = self.peers[p as usize].as_ref() else {
+            return;
+        };
+        let mut view = self.build_view(&pe.members);
+        view.id.clone_from(&pe.view.id);
+        view.uid = pe.view.uid;
+        if pe.view.same_content(&view) {
+            return;
+        }
+        let view = Arc::new(view);
+        self.version += 1;
+        self.out.push(RosterEvent::Updated {
+            version: self.version,
+            peer: view.clone(),
+            renamed_from: None,
+        });
+        if let Some(pe) = self.peers[p as usize].as_mut() {
+            pe.view = view;
+        }
+    }
+
     /// Stores the new groups of a component that `old_peers` held before and
     /// stages the events that turn the old roster into the new one.
     pub(super) fn publish_groups(
@@ -26,10 +50,8 @@ impl State {
     ) {
         // Forget the old peers' ids so the new groups can take them.
         for &p in &old_peers {
-            if let Some(pe) = self.peers[p as usize].as_ref() {
-                if self.peer_ids.get(&pe.view.id) == Some(&p) {
-                    self.peer_ids.remove(&pe.view.id);
-                }
+            if let Some(view) = self.peers[p as usize].as_ref().map(|pe| pe.view.clone()) {
+                self.id_remove(&view.id, p);
             }
         }
 
@@ -83,8 +105,10 @@ impl State {
                     e.peer = Some(slot);
                 }
             }
-            self.peer_ids.insert(view.id.clone(), slot);
             self.peers[slot as usize] = Some(PeerEntry { members, view });
+            if let Some(pe) = self.peers[slot as usize].as_ref().map(|pe| pe.view.clone()) {
+                self.id_insert(&pe.id, slot);
+            }
         }
         for p in old_peers {
             if claimed.contains(&p) {

@@ -1,9 +1,51 @@
 //! Peer identity: the display id is the best alias not taken by another peer
 //! (else `source/key`), and the uid is assigned once and never reused.
 
-use super::{AliasKind, ObsIdx, Peer, PeerIdx, State};
+use smallvec::SmallVec;
+
+use super::{AliasKind, HashMap, ObsIdx, Peer, PeerIdx, State};
+
+/// Display id to peer, by the hash of the id: no copy of the id text is
+/// kept (it lives once, in the view); a collision only costs a comparison.
+#[derive(Debug, Default)]
+pub(super) struct IdIndex {
+    by_hash: HashMap<u64, SmallVec<[PeerIdx; 1]>>,
+}
 
 impl State {
+    /// The peer whose display id this is.
+    pub(super) fn id_lookup(&self, id: &str) -> Option<PeerIdx> {
+        let list = self.peer_ids.by_hash.get(&self.hasher.hash_one(id))?;
+        list.iter().copied().find(|&p| {
+            self.peers[p as usize]
+                .as_ref()
+                .is_some_and(|pe| pe.view.id == id)
+        })
+    }
+
+    /// Files `slot` under its display id `id`.
+    pub(super) fn id_insert(&mut self, id: &str, slot: PeerIdx) {
+        let list = self
+            .peer_ids
+            .by_hash
+            .entry(self.hasher.hash_one(id))
+            .or_default();
+        if !list.contains(&slot) {
+            list.push(slot);
+        }
+    }
+
+    /// Forgets that `slot` goes by `id`.
+    pub(super) fn id_remove(&mut self, id: &str, slot: PeerIdx) {
+        let h = self.hasher.hash_one(id);
+        if let Some(list) = self.peer_ids.by_hash.get_mut(&h) {
+            list.retain(|p| *p != slot);
+            if list.is_empty() {
+                self.peer_ids.by_hash.remove(&h);
+            }
+        }
+    }
+
     pub(super) fn new_uid(&mut self) -> u64 {
         self.last_uid += 1;
         self.last_uid
@@ -11,7 +53,7 @@ impl State {
 
     /// The display id: the best alias not already taken by another peer.
     pub(super) fn unique_id(&self, view: &Peer, members: &[ObsIdx]) -> String {
-        let free = |s: &str| !self.peer_ids.contains_key(s);
+        let free = |s: &str| self.id_lookup(s).is_none();
         for a in &view.aliases {
             let v = if a.kind == AliasKind::ContainerId {
                 a.match_value()

@@ -66,6 +66,22 @@ impl State {
                 self.renew(src, idx, now, wall);
                 return;
             }
+            if self.entry(idx).is_some_and(|e| e.aliases == aliases) {
+                // Only addresses or metadata changed: grouping, ids and
+                // conflicts depend on aliases alone, so only the view is rebuilt.
+                let peer = self.obs[idx as usize].as_mut().and_then(|e| {
+                    e.addrs = addrs;
+                    e.meta = meta;
+                    e.last_seen = wall;
+                    e.seen_at = now;
+                    e.input_hash = input_hash;
+                    e.peer
+                });
+                if let Some(p) = peer {
+                    self.refresh_view(p);
+                }
+                return;
+            }
             // Changed: neighbours through the old aliases must be re-partitioned too.
             let mut seeds = self.alias_neighbours(idx);
             let old_peer = self.entry(idx).and_then(|e| e.peer);

@@ -20,6 +20,27 @@ impl State {
         out
     }
 
+    /// Every peer's merged fields (not its ids or times), by its group, sorted.
+    pub(crate) fn merged_fields(&self) -> Vec<String> {
+        let mut out: Vec<String> = self
+            .peers
+            .iter()
+            .flatten()
+            .map(|p| {
+                let mut m: Vec<String> = p.members.iter().map(|&i| self.obs_label(i)).collect();
+                m.sort();
+                let v = &p.view;
+                let sources: Vec<&str> = v.sources.iter().map(|s| &*s.name).collect();
+                format!(
+                    "{m:?} aliases={:?} status={:?} addrs={:?} sources={sources:?}",
+                    v.aliases, v.status, v.addrs
+                )
+            })
+            .collect();
+        out.sort();
+        out
+    }
+
     /// Internal consistency: every active observation is in exactly one peer,
     /// ids are unique and indexed, and the peer count matches.
     pub(crate) fn check_invariants(&self) {
@@ -28,8 +49,8 @@ impl State {
             let Some(p) = p else { continue };
             assert!(!p.members.is_empty(), "empty peer {}", p.view.id);
             assert_eq!(
-                self.peer_ids.get(&p.view.id),
-                Some(&(pi as PeerIdx)),
+                self.id_lookup(&p.view.id),
+                Some(pi as PeerIdx),
                 "id index of {}",
                 p.view.id
             );
@@ -42,6 +63,6 @@ impl State {
         }
         let active = self.obs.iter().flatten().filter(|e| e.active).count();
         assert_eq!(seen.len(), active, "every active observation is in a peer");
-        assert_eq!(self.peer_ids.len(), self.peers.iter().flatten().count());
+        assert_eq!(self.peer_count(), self.peers.iter().flatten().count());
     }
 }

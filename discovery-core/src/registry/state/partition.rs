@@ -41,7 +41,7 @@ impl State {
                 }
             }
             let mut target: Option<usize> = None;
-            let mut seen: Vec<usize> = Vec::new();
+            let mut seen: SmallVec<[usize; 4]> = SmallVec::new();
             for a in e.aliases.iter().filter(|a| a.kind.is_strong()) {
                 let Some(g) = by_alias.get((a.kind, a.match_value())) else {
                     continue;
