@@ -91,6 +91,9 @@ struct ObsEntry {
     /// `None` when empty: most sightings carry no metadata, and this saves ~110 bytes each.
     meta: Option<Box<Metadata>>,
     expiry: Option<Instant>,
+    /// Where it is filed in the expiry queue (at most once, never after
+    /// `expiry`): a renewal moves `expiry` on without touching the queue.
+    queued: Option<Instant>,
     /// Hash of the observation as the source sent it: a renewal is detected
     /// without re-filtering or re-formatting anything.
     input_hash: u64,
@@ -126,6 +129,7 @@ pub(crate) struct State {
     peers: Vec<Option<PeerEntry>>,
     free_peers: Vec<PeerIdx>,
     peer_ids: ids::IdIndex,
+    /// One entry per observation with a TTL, at or before its expiry.
     expiry: BTreeMap<(Instant, ObsIdx), ()>,
     version: u64,
     fallback_active: bool,

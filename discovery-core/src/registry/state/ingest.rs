@@ -107,6 +107,7 @@ impl State {
             addrs,
             meta,
             expiry: None,
+            queued: None,
             input_hash,
             last_seen: wall,
             seen_at: now,
@@ -149,7 +150,7 @@ impl State {
             if let Some(s) = Arc::make_mut(&mut p.view)
                 .sources
                 .iter_mut()
-                .find(|s| s.name == *name)
+                .find(|s| Arc::ptr_eq(&s.name, name) || s.name == *name)
             {
                 s.last_seen = s.last_seen.max(wall);
             }

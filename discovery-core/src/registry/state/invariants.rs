@@ -61,6 +61,28 @@ impl State {
                 assert!(seen.insert(m), "observation in two peers");
             }
         }
+        // Each observation with a TTL is queued once, no later than it expires.
+        for (i, e) in self.obs.iter().enumerate() {
+            let Some(e) = e else { continue };
+            assert_eq!(
+                e.expiry.is_some(),
+                e.queued.is_some(),
+                "queued iff it expires"
+            );
+            if let (Some(x), Some(q)) = (e.expiry, e.queued) {
+                assert!(q <= x, "queued after its expiry");
+                assert!(self.expiry.contains_key(&(q, i as u32)), "in the queue");
+            }
+        }
+        assert_eq!(
+            self.expiry.len(),
+            self.obs
+                .iter()
+                .flatten()
+                .filter(|e| e.queued.is_some())
+                .count(),
+            "one queue entry per observation with a TTL"
+        );
         let active = self.obs.iter().flatten().filter(|e| e.active).count();
         assert_eq!(seen.len(), active, "every active observation is in a peer");
         assert_eq!(self.peer_count(), self.peers.iter().flatten().count());

@@ -25,8 +25,18 @@ impl State {
                 break;
             }
             self.expiry.remove(&(t, idx));
-            if let Some(Some(e)) = self.obs.get_mut(idx as usize) {
-                e.expiry = None;
+            let Some(Some(e)) = self.obs.get_mut(idx as usize) else {
+                continue;
+            };
+            e.queued = None;
+            match e.expiry {
+                // Renewed since it was filed: file it again at its expiry.
+                Some(at) if at > now => {
+                    e.queued = Some(at);
+                    self.expiry.insert((at, idx), ());
+                    continue;
+                }
+                _ => e.expiry = None,
             }
             tracing::debug!(obs = idx, "observation expired");
             metrics::counter!("rollcall_observations_expired_total").increment(1);
@@ -68,11 +78,16 @@ impl State {
         let Some(e) = self.obs.get_mut(idx as usize).and_then(|o| o.as_mut()) else {
             return;
         };
-        if let Some(old) = e.expiry.take() {
-            self.expiry.remove(&(old, idx));
+        e.expiry = at;
+        // A later expiry (a renewal) keeps the queue entry, re-filed when due.
+        if at.is_some_and(|at| e.queued.is_some_and(|q| q <= at)) {
+            return;
+        }
+        if let Some(q) = e.queued.take() {
+            self.expiry.remove(&(q, idx));
         }
         if let Some(at) = at {
-            e.expiry = Some(at);
+            e.queued = Some(at);
             self.expiry.insert((at, idx), ());
         }
     }
