@@ -1,11 +1,11 @@
-//! Merge throughput and memory per peer: 10,000 peers, each seen by 3 sources.
+//! Merge throughput and memory per peer: 1k, 10k and 100k peers, each seen by 3 sources.
 //!
-//! Run: `cargo bench -p discovery-core --bench registry`
+//! Run: `cargo bench -p discovery-core --bench registry` (one size: add `-- /10k`).
 
 use std::alloc::System;
 use std::time::{Duration, SystemTime};
 
-use criterion::{criterion_group, BatchSize, Criterion, Throughput};
+use criterion::{criterion_group, BatchSize, BenchmarkId, Criterion, Throughput};
 use discovery_core::bench::Merger;
 use discovery_core::{parse_addr, AddressPolicy, Alias, AliasKind, Metadata, Observation};
 use stats_alloc::{Region, StatsAlloc, INSTRUMENTED_SYSTEM};
@@ -13,17 +13,18 @@ use stats_alloc::{Region, StatsAlloc, INSTRUMENTED_SYSTEM};
 #[global_allocator]
 static GLOBAL: &StatsAlloc<System> = &INSTRUMENTED_SYSTEM;
 
-const PEERS: usize = 10_000;
 const SOURCES: usize = 3;
+/// Roster sizes measured, with their names in the bench ids.
+const SIZES: [(usize, &str); 3] = [(1_000, "1k"), (10_000, "10k"), (100_000, "100k")];
 
 /// What each of three sources (think swarm, nats, mdns) reports of peer `i`.
-fn observations(status: &str) -> Vec<(u16, Observation)> {
-    let mut out = Vec::with_capacity(PEERS * SOURCES);
-    for i in 0..PEERS {
+fn observations(peers: usize, status: &str) -> Vec<(u16, Observation)> {
+    let mut out = Vec::with_capacity(peers * SOURCES);
+    for i in 0..peers {
         let agent = format!("chorus-agent-{i}");
         let container = format!("{:012x}{:052x}", i + 1, i);
         let peer_id = format!("12D3KooW{i:044}");
-        let ip = format!("10.0.{}.{}:9000", i / 250, i % 250 + 2);
+        let ip = format!("10.{}.{}.{}:9000", i / 62_500, i / 250 % 250, i % 250 + 2);
         let addr = parse_addr(&ip).expect("valid");
         // swarm: task + container ids, overlay address, labels.
         out.push((
@@ -88,56 +89,64 @@ fn load(obs: Vec<(u16, Observation)>) -> Merger {
 
 fn bench(c: &mut Criterion) {
     let mut g = c.benchmark_group("merge");
-    g.sample_size(20);
-    g.measurement_time(Duration::from_secs(8));
-    g.throughput(Throughput::Elements((PEERS * SOURCES) as u64));
-    g.bench_function("cold_load_10k_peers_x3_sources", |b| {
-        b.iter_batched(|| observations("idle"), load, BatchSize::PerIteration)
-    });
-    g.bench_function("renewal_10k_peers_x3_sources", |b| {
-        let mut m = load(observations("idle"));
-        let now = tokio::time::Instant::now();
-        let wall = SystemTime::now();
-        b.iter_batched(
-            || observations("idle"),
-            |obs| {
-                for (s, o) in obs {
-                    m.upsert_at(s, o, now, wall);
-                }
-            },
-            BatchSize::PerIteration,
-        )
-    });
-    g.bench_function("status_change_10k_peers_x3_sources", |b| {
-        let mut m = load(observations("idle"));
-        let now = tokio::time::Instant::now();
-        let wall = SystemTime::now();
-        let mut flip = false;
-        b.iter_batched(
-            || {
-                flip = !flip;
-                observations(if flip { "working" } else { "idle" })
-            },
-            |obs| {
-                for (s, o) in obs {
-                    m.upsert_at(s, o, now, wall);
-                }
-            },
-            BatchSize::PerIteration,
-        )
-    });
+    for (peers, name) in SIZES {
+        let n = (peers * SOURCES) as u64;
+        g.throughput(Throughput::Elements(n));
+        g.sample_size(if peers >= 100_000 { 10 } else { 20 });
+        g.measurement_time(Duration::from_secs(if peers >= 100_000 { 20 } else { 8 }));
+        let id = format!("{name}_peers_x3_sources");
+        g.bench_function(BenchmarkId::new("cold_load", &id), |b| {
+            b.iter_batched(
+                || observations(peers, "idle"),
+                load,
+                BatchSize::PerIteration,
+            )
+        });
+        g.bench_function(BenchmarkId::new("renewal", &id), |b| {
+            let mut m = load(observations(peers, "idle"));
+            let now = tokio::time::Instant::now();
+            let wall = SystemTime::now();
+            b.iter_batched(
+                || observations(peers, "idle"),
+                |obs| {
+                    for (s, o) in obs {
+                        m.upsert_at(s, o, now, wall);
+                    }
+                },
+                BatchSize::PerIteration,
+            )
+        });
+        g.bench_function(BenchmarkId::new("status_change", &id), |b| {
+            let mut m = load(observations(peers, "idle"));
+            let now = tokio::time::Instant::now();
+            let wall = SystemTime::now();
+            let mut flip = false;
+            b.iter_batched(
+                || {
+                    flip = !flip;
+                    observations(peers, if flip { "working" } else { "idle" })
+                },
+                |obs| {
+                    for (s, o) in obs {
+                        m.upsert_at(s, o, now, wall);
+                    }
+                },
+                BatchSize::PerIteration,
+            )
+        });
+    }
     g.finish();
 }
 
-fn memory_per_peer() {
-    let obs = observations("idle");
+fn memory_per_peer(peers: usize) {
+    let obs = observations(peers, "idle");
     let region = Region::new(GLOBAL);
     let m = load(obs);
     let stats = region.change();
     let live = stats.bytes_allocated as i64 - stats.bytes_deallocated as i64;
     assert_eq!(
         m.peers(),
-        PEERS,
+        peers,
         "every peer merged from its three sightings"
     );
     println!(
@@ -145,7 +154,7 @@ fn memory_per_peer() {
         m.peers(),
         SOURCES,
         live,
-        live as f64 / PEERS as f64
+        live as f64 / peers as f64
     );
     drop(m);
 }
@@ -153,7 +162,9 @@ fn memory_per_peer() {
 criterion_group!(benches, bench);
 
 fn main() {
-    memory_per_peer();
+    for (peers, _) in SIZES {
+        memory_per_peer(peers);
+    }
     benches();
     Criterion::default().configure_from_args().final_summary();
 }
