@@ -159,11 +159,64 @@ fn memory_per_peer(peers: usize) {
     drop(m);
 }
 
+/// Nanoseconds this thread has run on a CPU (Linux schedstat): unlike wall
+/// time, it does not count the time other processes had the core.
+fn thread_cpu_ns() -> Option<u64> {
+    let s = std::fs::read_to_string("/proc/thread-self/schedstat").ok()?;
+    s.split_whitespace().next()?.parse().ok()
+}
+
+/// Median CPU time of `runs` cold loads, renewals and status changes,
+/// printed as observations per CPU-second (the machine is shared and noisy).
+fn cpu_throughput(peers: usize, runs: usize) {
+    let n = (peers * SOURCES) as f64;
+    let median = |mut v: Vec<u64>| {
+        v.sort_unstable();
+        v[v.len() / 2]
+    };
+    let (mut cold, mut renew, mut change) = (Vec::new(), Vec::new(), Vec::new());
+    let now = tokio::time::Instant::now();
+    let wall = SystemTime::now();
+    for run in 0..runs {
+        let obs = observations(peers, "idle");
+        let Some(t0) = thread_cpu_ns() else { return };
+        let mut m = load(obs);
+        cold.push(thread_cpu_ns().unwrap_or(t0) - t0);
+        let obs = observations(peers, "idle");
+        let t0 = thread_cpu_ns().unwrap_or(0);
+        for (s, o) in obs {
+            m.upsert_at(s, o, now, wall);
+        }
+        renew.push(thread_cpu_ns().unwrap_or(t0) - t0);
+        let obs = observations(peers, if run % 2 == 0 { "working" } else { "idle" });
+        let t0 = thread_cpu_ns().unwrap_or(0);
+        for (s, o) in obs {
+            m.upsert_at(s, o, now, wall);
+        }
+        change.push(thread_cpu_ns().unwrap_or(t0) - t0);
+        drop(m);
+    }
+    let per_s = |ns: u64| n / (ns as f64 / 1e9);
+    let (c, r, x) = (median(cold), median(renew), median(change));
+    println!(
+        "cpu: {peers} peers x {SOURCES} sources, median of {runs}: cold load {:.1} ms = {:.0} obs/s, renewal {:.1} ms = {:.0} obs/s, status change {:.1} ms = {:.0} obs/s",
+        c as f64 / 1e6,
+        per_s(c),
+        r as f64 / 1e6,
+        per_s(r),
+        x as f64 / 1e6,
+        per_s(x)
+    );
+}
+
 criterion_group!(benches, bench);
 
 fn main() {
     for (peers, _) in SIZES {
         memory_per_peer(peers);
+    }
+    for (peers, _) in SIZES {
+        cpu_throughput(peers, if peers >= 100_000 { 5 } else { 11 });
     }
     benches();
     Criterion::default().configure_from_args().final_summary();
