@@ -10,8 +10,9 @@ use serde::Deserialize;
 use crate::entry::{self, Entry, EntryErrorKind};
 use crate::{PeerEntry, ProbeConfig};
 
-/// Larger files are refused (a peers list is kilobytes).
-pub(crate) const MAX_FILE_BYTES: u64 = 8 * 1024 * 1024;
+/// Default of `max_file_bytes`: larger files are refused. 64 MiB holds
+/// about 200,000 short entries (the daemon serves 100k peers).
+pub(crate) const DEFAULT_MAX_FILE_BYTES: u64 = 64 * 1024 * 1024;
 
 /// The file as a table: `peers = [...]`.
 #[derive(Debug, Deserialize)]
@@ -47,14 +48,14 @@ pub(crate) enum Fingerprint {
     Unreadable(String),
 }
 
-/// Reads the whole file, at most [`MAX_FILE_BYTES`].
-pub(crate) fn read(path: &Path) -> Content {
+/// Reads the whole file, at most `max` bytes.
+pub(crate) fn read(path: &Path, max: u64) -> Content {
     let res = (|| -> std::io::Result<Result<Vec<u8>, String>> {
         let f = std::fs::File::open(path)?;
         let mut buf = Vec::new();
-        f.take(MAX_FILE_BYTES + 1).read_to_end(&mut buf)?;
-        if buf.len() as u64 > MAX_FILE_BYTES {
-            return Ok(Err(format!("larger than {MAX_FILE_BYTES} bytes")));
+        f.take(max.saturating_add(1)).read_to_end(&mut buf)?;
+        if buf.len() as u64 > max {
+            return Ok(Err(too_large(max)));
         }
         Ok(Ok(buf))
     })();
@@ -70,6 +71,31 @@ pub(crate) fn read(path: &Path) -> Content {
         }
         Err(e) => Content::Unreadable(format!("cannot read: {e}")),
     }
+}
+
+/// The refusal of a too large file: the limit, and the key that raises it.
+fn too_large(max: u64) -> String {
+    format!(
+        "larger than {} ({max} bytes); raise `max_file_bytes` in the source's config to read it",
+        human_bytes(max)
+    )
+}
+
+/// `8 MiB`, `1.5 GiB`, `100 KiB`, `512 bytes`.
+fn human_bytes(n: u64) -> String {
+    const UNITS: [&str; 4] = ["KiB", "MiB", "GiB", "TiB"];
+    if n < 1024 {
+        return format!("{n} bytes");
+    }
+    let mut v = n as f64 / 1024.0;
+    let mut unit = 0;
+    while v >= 1024.0 && unit + 1 < UNITS.len() {
+        v /= 1024.0;
+        unit += 1;
+    }
+    let text = format!("{v:.1}");
+    let text = text.strip_suffix(".0").unwrap_or(&text);
+    format!("{text} {}", UNITS[unit])
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -227,12 +253,32 @@ mod tests {
     fn read_reports_missing_and_hashes() {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("p.toml");
-        assert_eq!(read(&path), Content::Unreadable("not found".into()));
+        let max = DEFAULT_MAX_FILE_BYTES;
+        assert_eq!(read(&path, max), Content::Unreadable("not found".into()));
         std::fs::write(&path, "a").expect("write");
-        let a = read(&path).fingerprint();
+        let a = read(&path, max).fingerprint();
         std::fs::write(&path, "b").expect("write");
-        let b = read(&path).fingerprint();
+        let b = read(&path, max).fingerprint();
         assert_ne!(a, b);
-        assert_eq!(b, read(&path).fingerprint());
+        assert_eq!(b, read(&path, max).fingerprint());
+    }
+
+    #[test]
+    fn the_size_limit_says_its_value_and_key() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("p.toml");
+        std::fs::write(&path, vec![b' '; 3000]).expect("write");
+        assert!(matches!(read(&path, 3000), Content::Bytes(_, b) if b.len() == 3000));
+        assert_eq!(
+            read(&path, 2048),
+            Content::Unreadable(
+                "larger than 2 KiB (2048 bytes); raise `max_file_bytes` in the source's config to read it"
+                    .into()
+            )
+        );
+        assert_eq!(human_bytes(512), "512 bytes");
+        assert_eq!(human_bytes(8 * 1024 * 1024), "8 MiB");
+        assert_eq!(human_bytes(1536 * 1024 * 1024), "1.5 GiB");
+        assert_eq!(human_bytes(DEFAULT_MAX_FILE_BYTES), "64 MiB");
     }
 }

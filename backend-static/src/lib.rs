@@ -55,6 +55,10 @@ pub struct Config {
     /// A relative path is relative to the working directory.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub file: Option<PathBuf>,
+    /// Largest peers file read, in bytes; a larger file is refused (the last
+    /// good list is kept). The default, 64 MiB, holds about 200,000 short entries.
+    #[serde(default = "default_max_file_bytes")]
+    pub max_file_bytes: u64,
     /// How often the file is checked for changes (content hash; works on every file system).
     #[serde(default = "default_watch_interval", with = "humantime_serde")]
     pub watch_interval: Duration,
@@ -76,6 +80,7 @@ impl Default for Config {
         Config {
             peers: Vec::new(),
             file: None,
+            max_file_bytes: default_max_file_bytes(),
             watch_interval: default_watch_interval(),
             dns_refresh: default_dns_refresh(),
             dns_servers: Vec::new(),
@@ -157,6 +162,9 @@ impl Default for ProbeConfig {
     }
 }
 
+fn default_max_file_bytes() -> u64 {
+    file::DEFAULT_MAX_FILE_BYTES
+}
 fn default_watch_interval() -> Duration {
     Duration::from_secs(1)
 }
@@ -219,6 +227,7 @@ impl Error {
 pub(crate) struct Settings {
     pub(crate) inline: Vec<Entry>,
     pub(crate) file: Option<PathBuf>,
+    pub(crate) max_file_bytes: u64,
     pub(crate) watch_interval: Duration,
     pub(crate) dns_refresh: Duration,
     pub(crate) dns_servers: Vec<SocketAddr>,
@@ -258,6 +267,12 @@ impl StaticSource {
                 return Err(Error::invalid("probe.concurrency", "must be at least 1"));
             }
         }
+        if config.max_file_bytes == 0 {
+            return Err(Error::invalid(
+                "max_file_bytes",
+                "must be at least 1 (the default is 67108864, 64 MiB)",
+            ));
+        }
         if let Some(f) = &config.file {
             if f.as_os_str().is_empty() {
                 return Err(Error::invalid(
@@ -280,6 +295,7 @@ impl StaticSource {
             settings: Arc::new(Settings {
                 inline,
                 file: config.file,
+                max_file_bytes: config.max_file_bytes,
                 watch_interval: config.watch_interval,
                 dns_refresh: config.dns_refresh,
                 dns_servers,
@@ -338,6 +354,7 @@ mod tests {
         StaticSource::new(Config::default()).expect("the default config is valid");
         assert_eq!(c.watch_interval, Duration::from_secs(1));
         assert_eq!(c.dns_refresh, Duration::from_secs(30));
+        assert_eq!(c.max_file_bytes, 64 * 1024 * 1024);
         let p = cfg("probe = {}").probe.expect("probe");
         assert_eq!(p, ProbeConfig::default());
         assert_eq!(p.path, "/health");
@@ -366,6 +383,7 @@ mod tests {
                 "watch_interval: must be longer than zero",
             ),
             (r#"probe = { path = "health" }"#, "probe.path:"),
+            ("max_file_bytes = 0", "max_file_bytes: must be at least 1"),
             (
                 r#"probe = { port = 8081 }
 peers = [{ addrs = [] }]"#,
@@ -419,6 +437,7 @@ peers = [{ addrs = ["1.2.3.4:1"] }, { addrs = ["1.2.3.4:1"] }]"#,
     fn config_round_trips() {
         let c = cfg(r#"
             file = "p.toml"
+            max_file_bytes = 200_000_000
             probe = { port = 8081 }
             peers = [{ id = "a", addrs = ["1.2.3.4:1"], labels = { k = "v" } }]"#);
         let text = toml::to_string(&c).expect("serializes");

@@ -248,14 +248,14 @@ impl Runner {
         let Some(path) = self.file.as_ref().map(|f| f.path.clone()) else {
             return FileChange::None;
         };
-        let content = file::read(&path);
+        let content = file::read(&path, self.s.max_file_bytes);
         let fp = content.fingerprint();
         if self.file.as_ref().and_then(|f| f.seen.as_ref()) == Some(&fp) {
             return FileChange::None;
         }
         if settle {
             tokio::time::sleep(SETTLE).await;
-            if file::read(&path).fingerprint() != fp {
+            if file::read(&path, self.s.max_file_bytes).fingerprint() != fp {
                 return FileChange::None;
             }
         }

@@ -1,21 +1,20 @@
 //! The HTTP API of `rollcall run`.
 
 use std::collections::BTreeMap;
-use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::{Path, Query, State};
 use axum::http::{header, StatusCode};
-use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
-use discovery_core::{AliasKind, Peer, Registry, RosterEvent, WatchUpdate};
-use futures::Stream;
+use discovery_core::{AliasKind, Peer, Registry};
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
+
+use crate::fanout::Fanout;
 
 /// Longest a long-poll `GET /v1/watch?index=N` waits.
 const LONG_POLL_MAX: Duration = Duration::from_secs(60);
@@ -23,6 +22,8 @@ const LONG_POLL_MAX: Duration = Duration::from_secs(60);
 #[derive(Clone)]
 struct App {
     registry: Registry,
+    /// `/v1/watch`: one encoding of each snapshot and event for all clients.
+    fanout: Fanout,
     metrics: Option<Arc<dyn Fn() -> String + Send + Sync>>,
 }
 
@@ -63,7 +64,11 @@ pub(crate) fn router(
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics_text))
-        .with_state(App { registry, metrics })
+        .with_state(App {
+            fanout: Fanout::new(registry.clone()),
+            registry,
+            metrics,
+        })
 }
 
 /// Filters of `GET /v1/peers`; every given filter must match.
@@ -142,47 +147,23 @@ async fn watch(State(app): State<App>, Query(q): Query<WatchQuery>) -> Response 
             .unwrap_or(LONG_POLL_MAX)
             .min(LONG_POLL_MAX);
         app.registry.wait_version_after(index, wait).await;
-        let roster = app.registry.snapshot();
-        let mut resp = Json(RosterBody {
-            version: roster.version,
-            peers: roster.peers,
-        })
-        .into_response();
-        if let Ok(v) = roster.version.to_string().parse() {
-            resp.headers_mut().insert("x-rollcall-index", v);
-        }
-        return resp;
-    }
-    Sse::new(event_stream(app.registry))
-        .keep_alive(KeepAlive::default())
-        .into_response()
-}
-
-fn event_stream(registry: Registry) -> impl Stream<Item = Result<Event, Infallible>> {
-    futures::stream::unfold(registry.watch(), |mut w| async move {
-        let update = w.next().await?;
-        let event = match &update {
-            WatchUpdate::Snapshot(roster) => Event::default()
-                .event("snapshot")
-                .id(roster.version.to_string())
-                .json_data(roster),
-            WatchUpdate::Event(ev) => {
-                let name = match ev {
-                    RosterEvent::Joined { .. } => "joined",
-                    RosterEvent::Updated { .. } => "updated",
-                    RosterEvent::Left { .. } => "left",
-                    RosterEvent::Conflict { .. } => "conflict",
-                    _ => "event",
-                };
-                Event::default()
-                    .event(name)
-                    .id(ev.version().to_string())
-                    .json_data(ev)
+        return match app.fanout.current().await {
+            Ok(snap) => {
+                let mut resp =
+                    ([(header::CONTENT_TYPE, "application/json")], snap.json()).into_response();
+                if let Ok(v) = snap.version.to_string().parse() {
+                    resp.headers_mut().insert("x-rollcall-index", v);
+                }
+                resp
             }
+            Err(e) => (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                Json(serde_json::json!({ "error": e })),
+            )
+                .into_response(),
         };
-        let event = event.unwrap_or_else(|e| Event::default().event("error").data(e.to_string()));
-        Some((Ok(event), w))
-    })
+    }
+    app.fanout.sse()
 }
 
 /// Dialable libp2p multiaddrs: every address of every peer with a peer id, with `/p2p/<id>`.

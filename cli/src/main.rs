@@ -4,6 +4,7 @@ mod api;
 mod auth;
 mod dns;
 mod errors;
+mod fanout;
 mod health;
 mod logging;
 mod reload;

@@ -17,8 +17,9 @@ use tokio::time::Instant;
 const HIGHLIGHT: Duration = Duration::from_secs(10);
 /// Events buffered between the feed and the screen.
 const FEED_QUEUE: usize = 1024;
-/// Longest SSE line accepted from a daemon.
-const MAX_SSE_LINE: usize = 4 * 1024 * 1024;
+/// Longest SSE event accepted from a daemon (a snapshot of 100k peers is
+/// about 20 MiB).
+const MAX_SSE_LINE: usize = 512 * 1024 * 1024;
 
 /// Where the events come from.
 #[derive(Debug)]
@@ -73,6 +74,7 @@ pub async fn run(feed: Feed, json_lines: bool) -> Result<(), Box<dyn std::error:
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     let stop = crate::wait_for_signal();
     tokio::pin!(stop);
+    let mut failed: Option<String> = None;
     loop {
         tokio::select! {
             _ = &mut stop => break,
@@ -81,6 +83,14 @@ pub async fn run(feed: Feed, json_lines: bool) -> Result<(), Box<dyn std::error:
                     if !json_lines { screen.draw(Some("the feed ended")); }
                     break;
                 };
+                if ev["event"] == "error" {
+                    let why = ev["error"].as_str().or(ev["raw"].as_str()).unwrap_or("unknown");
+                    failed = Some(format!("the daemon's stream failed: {why}"));
+                    if !json_lines {
+                        screen.draw(failed.as_deref());
+                        break;
+                    }
+                }
                 if json_lines {
                     let mut out = std::io::stdout().lock();
                     let _ = writeln!(out, "{ev}");
@@ -98,20 +108,27 @@ pub async fn run(feed: Feed, json_lines: bool) -> Result<(), Box<dyn std::error:
     if let Some(r) = registry {
         r.shutdown().await;
     }
-    Ok(())
+    match failed {
+        Some(why) => Err(why.into()),
+        None => Ok(()),
+    }
 }
 
 /// Reads server-sent events: `event:` and `data:` lines, a blank line ends one.
+/// Each byte is scanned once (a large snapshot arrives in many chunks).
 async fn follow_sse(resp: reqwest::Response, tx: mpsc::Sender<Value>) {
     let mut body = resp.bytes_stream();
     let mut buf: Vec<u8> = Vec::new();
     let (mut name, mut data) = (String::new(), String::new());
     while let Some(Ok(chunk)) = body.next().await {
+        let scanned = buf.len();
         buf.extend_from_slice(&chunk);
-        while let Some(nl) = buf.iter().position(|b| *b == b'\n') {
-            let line: Vec<u8> = buf.drain(..=nl).collect();
-            let line = String::from_utf8_lossy(&line);
-            let line = line.trim_end_matches(['\n', '\r']);
+        let mut start = 0;
+        let mut from = scanned;
+        while let Some(off) = buf[from..].iter().position(|b| *b == b'\n') {
+            let nl = from + off;
+            let line = String::from_utf8_lossy(&buf[start..nl]);
+            let line = line.trim_end_matches('\r');
             if line.is_empty() {
                 if !data.is_empty() {
                     let mut v: Value =
@@ -130,8 +147,13 @@ async fn follow_sse(resp: reqwest::Response, tx: mpsc::Sender<Value>) {
             } else if let Some(d) = line.strip_prefix("data:") {
                 data.push_str(d.strip_prefix(' ').unwrap_or(d));
             }
+            start = nl + 1;
+            from = start;
         }
-        if buf.len() > MAX_SSE_LINE {
+        buf.drain(..start);
+        if buf.len() + data.len() > MAX_SSE_LINE {
+            let why = format!("an event from the daemon is over {MAX_SSE_LINE} bytes; giving up");
+            let _ = tx.send(json!({ "event": "error", "error": why })).await;
             return;
         }
     }
