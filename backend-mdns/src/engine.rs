@@ -266,7 +266,8 @@ async fn handle(
                         continue;
                     }
                 };
-                if let Some(i) = interfaces::of_source(ifaces, src) {
+                let via = interfaces::of_source(ifaces, src);
+                if let Some(i) = via {
                     observe::zone_link_local(&mut obs.addrs, &i.name);
                 }
                 if obs.addrs.len() > cfg.max_addrs_per_peer {
@@ -274,10 +275,20 @@ async fn handle(
                     obs.addrs.truncate(cfg.max_addrs_per_peer);
                 }
                 let ttl = obs.ttl.unwrap_or(cfg.ttl);
-                if !peers.admit(&obs.key, &s.instance, ttl, Instant::now()) {
+                let now = Instant::now();
+                if !peers.admit(&obs.key, &s.instance, ttl, now) {
                     drops.count("peer_limit");
                     continue;
                 }
+                let via = via.map_or("", |i| i.name.as_str());
+                obs.addrs = peers.merge_addrs(
+                    &obs.key,
+                    via,
+                    std::mem::take(&mut obs.addrs),
+                    now + ttl,
+                    now,
+                    cfg.max_addrs_per_peer,
+                );
                 let _ = ctx.events.upsert(obs).await;
             }
         }
@@ -427,14 +438,26 @@ pub(crate) fn iface_addrs(
     } else {
         routable
     };
+    let both: Vec<IpAddr> = v4.iter().chain(v6.iter()).copied().collect();
     let mut out: Vec<Multiaddr> = Vec::new();
     for a in addrs {
-        let Some(ip) = ip_of(a) else { continue };
-        if all_ips.contains(&ip) {
-            continue;
-        }
-        let (same, other) = if ip.is_ipv4() { (&v4, &v6) } else { (&v6, &v4) };
-        let onto = if same.is_empty() { other } else { same };
+        // A DNS name (e.g. a container's `/dns/<hostname>/tcp/8081`) stands
+        // for this host: its transports go onto the interface's addresses.
+        let onto = match (ip_of(a), a.iter().next()) {
+            (Some(ip), _) if all_ips.contains(&ip) => continue,
+            (Some(ip), _) => {
+                let (same, other) = if ip.is_ipv4() { (&v4, &v6) } else { (&v6, &v4) };
+                if same.is_empty() {
+                    other
+                } else {
+                    same
+                }
+            }
+            (None, Some(Protocol::Dns4(_))) if !v4.is_empty() => &v4,
+            (None, Some(Protocol::Dns6(_))) if !v6.is_empty() => &v6,
+            (None, Some(Protocol::Dns(_) | Protocol::Dns4(_) | Protocol::Dns6(_))) => &both,
+            _ => continue,
+        };
         for target in onto {
             let mut m = Multiaddr::from(*target);
             for p in a.iter().skip(1) {
@@ -446,7 +469,7 @@ pub(crate) fn iface_addrs(
         }
     }
     if out.is_empty() {
-        out.extend(v4.iter().chain(v6.iter()).map(|ip| Multiaddr::from(*ip)));
+        out.extend(both.iter().map(|ip| Multiaddr::from(*ip)));
     }
     out
 }
@@ -521,6 +544,15 @@ mod tests {
         assert_eq!(
             iface_addrs(&ma(&["/ip4/192.0.2.1/tcp/9000"]), &v6only, &[]),
             ma(&["/ip6/fd00:9::5/tcp/9000"])
+        );
+        // A container's DNS name: its port on this interface's addresses.
+        assert_eq!(
+            iface_addrs(&ma(&["/dns/agent-7/tcp/8081"]), &eth1, &all),
+            ma(&["/ip4/10.0.1.1/tcp/8081", "/ip6/fe80::2/tcp/8081"])
+        );
+        assert_eq!(
+            iface_addrs(&ma(&["/dns4/agent-7/tcp/8081"]), &eth1, &all),
+            ma(&["/ip4/10.0.1.1/tcp/8081"])
         );
         assert_eq!(
             iface_addrs(&[], &eth1, &all),

@@ -323,7 +323,10 @@ impl Hosts {
                 cmd.args(&argv[1..])
                     .env("RUST_LOG", &self.sc.agent.log)
                     // Its own libp2p identity (mdns, dht): processes here share one cwd.
-                    .env("ROLLCALL__IDENTITY__FILE", self.dir.join(format!("{id}.key")))
+                    .env(
+                        "ROLLCALL__IDENTITY__FILE",
+                        self.dir.join(format!("{id}.key")),
+                    )
                     .stdin(Stdio::null())
                     .stdout(Stdio::null())
                     .stderr(log),
