@@ -4,7 +4,11 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
+use discovery_core::Multiaddr;
 use tokio::time::Instant;
+
+/// What one interface last heard of a peer's addresses, and until when.
+type HeardOn = Vec<(String, Vec<Multiaddr>, Instant)>;
 
 /// Known peers by observation key, and instance label to key.
 #[derive(Debug)]
@@ -12,6 +16,9 @@ pub struct Peers {
     max: usize,
     expiry: HashMap<String, Instant>,
     instances: HashMap<String, String>,
+    /// Per key, the addresses heard on each interface (a host on two links
+    /// answers on each with that link's addresses: the peer has both).
+    addrs: HashMap<String, HeardOn>,
 }
 
 impl Peers {
@@ -21,6 +28,7 @@ impl Peers {
             max,
             expiry: HashMap::new(),
             instances: HashMap::new(),
+            addrs: HashMap::new(),
         }
     }
 
@@ -44,7 +52,38 @@ impl Peers {
         let key = self.instances.remove(instance)?;
         self.instances.retain(|_, k| *k != key);
         self.expiry.remove(&key);
+        self.addrs.remove(&key);
         Some(key)
+    }
+
+    /// Records `addrs` of admitted `key` as heard on interface `via`; returns
+    /// the union over every interface whose sighting is still live (at most
+    /// `max`, this interface's first).
+    pub fn merge_addrs(
+        &mut self,
+        key: &str,
+        via: &str,
+        addrs: Vec<Multiaddr>,
+        until: Instant,
+        now: Instant,
+        max: usize,
+    ) -> Vec<Multiaddr> {
+        if !self.expiry.contains_key(key) {
+            return addrs;
+        }
+        let heard = self.addrs.entry(key.to_owned()).or_default();
+        heard.retain(|(i, _, t)| i != via && *t > now);
+        heard.insert(0, (via.to_owned(), addrs, until));
+        let mut out: Vec<Multiaddr> = Vec::new();
+        for a in heard.iter().flat_map(|(_, a, _)| a) {
+            if out.len() >= max {
+                break;
+            }
+            if !out.contains(a) {
+                out.push(a.clone());
+            }
+        }
+        out
     }
 
     /// Whether `key` is known.
@@ -66,6 +105,7 @@ impl Peers {
         self.expiry.retain(|_, e| *e > now);
         let expiry = &self.expiry;
         self.instances.retain(|_, k| expiry.contains_key(k));
+        self.addrs.retain(|k, _| expiry.contains_key(k));
     }
 
     /// How many peers are known.
@@ -99,5 +139,32 @@ mod tests {
             "expired peers made room"
         );
         assert_eq!(p.len(), 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn addresses_heard_on_two_interfaces_are_both_kept() {
+        let mut p = Peers::new(4);
+        let now = Instant::now();
+        let ttl = Duration::from_secs(10);
+        let a: Multiaddr = "/ip4/10.0.0.5/tcp/1".parse().unwrap();
+        let b: Multiaddr = "/ip4/172.17.0.5/tcp/1".parse().unwrap();
+        assert!(p.admit("k", "i", ttl, now));
+        let m = |p: &mut Peers, via, x: &Multiaddr, now| {
+            p.merge_addrs("k", via, vec![x.clone()], now + ttl, now, 8)
+        };
+        assert_eq!(m(&mut p, "eth0", &a, now), std::slice::from_ref(&a));
+        assert_eq!(m(&mut p, "eth1", &b, now), [b.clone(), a.clone()]);
+        // eth0 again: replaced, not appended.
+        assert_eq!(m(&mut p, "eth0", &a, now), [a.clone(), b.clone()]);
+        tokio::time::advance(Duration::from_secs(11)).await;
+        let later = Instant::now();
+        assert!(p.admit("k", "i", ttl, later));
+        assert_eq!(
+            m(&mut p, "eth1", &b, later),
+            std::slice::from_ref(&b),
+            "eth0's sighting expired"
+        );
+        p.goodbye("i");
+        assert!(p.addrs.is_empty());
     }
 }

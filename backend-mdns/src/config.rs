@@ -33,10 +33,18 @@ pub struct Config {
     /// `_rollcall._tcp.local`).
     #[serde(default)]
     pub service_name: Option<String>,
-    /// Interfaces to use, by name (`eth0`) or CIDR (`10.77.0.0/16`); empty:
-    /// every up, multicast-capable, non-loopback IPv4 interface.
+    /// Interfaces to use, by name (`eth0`: all its addresses) or CIDR
+    /// (`10.77.0.0/16`, `fd00::/64`: the addresses inside); empty: every up,
+    /// multicast-capable, non-loopback interface.
     #[serde(default)]
     pub interfaces: Vec<String>,
+    /// Use IPv4 (224.0.0.251, A records).
+    #[serde(default = "default_true")]
+    pub ipv4: bool,
+    /// Use IPv6 (ff02::fb, AAAA records); skipped with a warning on a host
+    /// without IPv6.
+    #[serde(default = "default_true")]
+    pub ipv6: bool,
     /// Also use loopback interfaces (development on one host).
     #[serde(default)]
     pub allow_loopback: bool,
@@ -47,7 +55,7 @@ pub struct Config {
     /// Discoverers expire a peer after the TTL it announced.
     #[serde(default = "default_ttl", with = "humantime_serde")]
     pub ttl: Duration,
-    /// TTL of the A records this agent announces (go-libp2p: 120 s).
+    /// TTL of the A/AAAA records this agent announces (go-libp2p: 120 s).
     #[serde(default = "default_host_ttl", with = "humantime_serde")]
     pub host_ttl: Duration,
     /// The longest wait between two queries (queries start at once and back off to this).
@@ -98,6 +106,8 @@ impl Default for Config {
             flavour: Flavour::default(),
             service_name: None,
             interfaces: Vec::new(),
+            ipv4: true,
+            ipv6: true,
             allow_loopback: false,
             port: default_port(),
             ttl: default_ttl(),
@@ -149,6 +159,9 @@ impl Config {
         }
         if self.query_interval_max < Duration::from_secs(1) {
             return bad("query_interval_max", "must be at least 1s");
+        }
+        if !self.ipv4 && !self.ipv6 {
+            return bad("ipv4", "`ipv4` and `ipv6` cannot both be false");
         }
         if self.max_peers == 0 || self.max_addrs_per_peer == 0 {
             return bad("max_peers", "max_peers and max_addrs_per_peer must be > 0");

@@ -2,14 +2,13 @@
 //! querier (query with backoff, read responses) over one shared socket.
 
 use std::collections::HashMap;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
 use discovery_core::multiaddr::Protocol;
 use discovery_core::{AliasKind, LocalPeer, Multiaddr, SourceContext};
 use hickory_proto::rr::RecordType;
-use tokio::net::UdpSocket;
 use tokio::time::{sleep_until, Instant};
 
 use crate::cache::Peers;
@@ -19,7 +18,8 @@ use crate::interfaces::{self, Iface};
 use crate::names::{self, ServiceName};
 use crate::observe::{self, LIBP2P_META_PREFIX};
 use crate::packet::{self, Announcement, Packet};
-use crate::{socket, Error};
+use crate::socket::{self, Sockets};
+use crate::Error;
 
 /// Least time between two multicast answers on one interface. RFC 6762 asks
 /// for 1 s per record; a cold discoverer must not wait that long, so answers
@@ -36,18 +36,20 @@ struct Responder {
     /// Names we answer for (service, instance, host), exact text.
     instance_text: String,
     host_text: String,
-    last_answer: HashMap<Ipv4Addr, Instant>,
-    pending: HashMap<Ipv4Addr, Instant>,
+    /// Per (interface name, IPv6?): when it was last answered, and a folded
+    /// answer waiting for its turn.
+    last_answer: HashMap<(String, bool), Instant>,
+    pending: HashMap<(String, bool), Instant>,
 }
 
 pub(crate) async fn run(cfg: Arc<Config>, ctx: &SourceContext) -> Result<(), Error> {
     let service = cfg.service()?;
-    let ifaces = interfaces::select(&cfg.interfaces, cfg.allow_loopback)
+    let ifaces = interfaces::select(&cfg.interfaces, cfg.allow_loopback, cfg.ipv4, cfg.ipv6)
         .map_err(|e| Error::NoInterface(format!("cannot list interfaces: {e}")))?;
     if ifaces.is_empty() {
         return Err(Error::NoInterface(format!(
-            "no up, multicast-capable IPv4 interface matches {:?}",
-            cfg.interfaces
+            "no up, multicast-capable interface with an address of an enabled family (ipv4 = {}, ipv6 = {}) matches {:?}",
+            cfg.ipv4, cfg.ipv6, cfg.interfaces
         )));
     }
     let sock = socket::open(cfg.port, &ifaces)?;
@@ -60,6 +62,7 @@ pub(crate) async fn run(cfg: Arc<Config>, ctx: &SourceContext) -> Result<(), Err
     };
     tracing::info!(source = %ctx.name, service = %service.text, flavour = ?cfg.flavour,
         interfaces = ?ifaces.iter().map(|i| i.name.as_str()).collect::<Vec<_>>(),
+        families = ?sock.families(),
         announce = responder.is_some(), discover, "mdns started");
 
     let start = Instant::now();
@@ -70,7 +73,8 @@ pub(crate) async fn run(cfg: Arc<Config>, ctx: &SourceContext) -> Result<(), Err
     let mut query_gap = Duration::from_secs(1);
     let mut sync_at = Some(start + SYNC_AFTER);
     let mut peers = Peers::new(cfg.max_peers);
-    let mut buf = vec![0u8; 9000];
+    let mut buf4 = vec![0u8; 9000];
+    let mut buf6 = vec![0u8; 9000];
     let far = || Instant::now() + Duration::from_secs(3600);
     loop {
         let next_pending = responder
@@ -84,12 +88,11 @@ pub(crate) async fn run(cfg: Arc<Config>, ctx: &SourceContext) -> Result<(), Err
         tokio::select! {
             _ = ctx.shutdown.cancelled() => break,
             _ = sleep_until(wake) => {}
-            r = sock.recv_from(&mut buf) => match r {
-                Ok((n, SocketAddr::V4(src))) => {
-                    let bytes = buf[..n].to_vec();
+            r = sock.recv(&mut buf4, &mut buf6) => match r {
+                Ok((v6, n, src)) => {
+                    let bytes = if v6 { buf6[..n].to_vec() } else { buf4[..n].to_vec() };
                     handle(&cfg, &service, &sock, &ifaces, &drops, ctx, &mut responder, &mut peers, discover, &bytes, src).await;
                 }
-                Ok(_) => {}
                 Err(e) => tracing::debug!(source = %ctx.name, error = %e, "mdns receive failed"),
             },
         }
@@ -97,25 +100,26 @@ pub(crate) async fn run(cfg: Arc<Config>, ctx: &SourceContext) -> Result<(), Err
         if announce_at.is_some_and(|t| t <= now) {
             if let Some(r) = &mut responder {
                 for (iface, a) in &r.by_iface {
-                    send_answer(&cfg, &service, &sock, iface, a, false, &drops).await;
-                    r.last_answer.insert(iface.ip, now);
+                    send_answer(&cfg, &service, &sock, iface, None, a, false, &drops).await;
+                    r.last_answer.insert((iface.name.clone(), false), now);
+                    r.last_answer.insert((iface.name.clone(), true), now);
                 }
             }
             announced += 1;
             announce_at = (announced < 2).then(|| now + Duration::from_secs(1));
         }
         if let Some(r) = &mut responder {
-            let due: Vec<Ipv4Addr> = r
+            let due: Vec<(String, bool)> = r
                 .pending
                 .iter()
                 .filter(|(_, t)| **t <= now)
-                .map(|(ip, _)| *ip)
+                .map(|(k, _)| k.clone())
                 .collect();
-            for ip in due {
-                r.pending.remove(&ip);
-                if let Some((iface, a)) = r.by_iface.iter().find(|(i, _)| i.ip == ip) {
-                    send_answer(&cfg, &service, &sock, iface, a, false, &drops).await;
-                    r.last_answer.insert(ip, now);
+            for key in due {
+                r.pending.remove(&key);
+                if let Some((iface, a)) = r.by_iface.iter().find(|(i, _)| i.name == key.0) {
+                    send_answer(&cfg, &service, &sock, iface, Some(key.1), a, false, &drops).await;
+                    r.last_answer.insert(key, now);
                 }
             }
         }
@@ -123,8 +127,7 @@ pub(crate) async fn run(cfg: Arc<Config>, ctx: &SourceContext) -> Result<(), Err
             for iface in &ifaces {
                 match packet::query(&service, false) {
                     Ok(q) => {
-                        if let Err(e) = socket::send_multicast(&sock, iface.ip, cfg.port, &q).await
-                        {
+                        if let Err(e) = sock.send_multicast(iface, None, &q).await {
                             tracing::debug!(source = %ctx.name, interface = %iface.name, error = %e, "cannot send query");
                         }
                     }
@@ -150,7 +153,7 @@ pub(crate) async fn run(cfg: Arc<Config>, ctx: &SourceContext) -> Result<(), Err
     // Goodbyes: every record with TTL 0.
     if let Some(r) = &responder {
         for (iface, a) in &r.by_iface {
-            send_answer(&cfg, &service, &sock, iface, a, true, &drops).await;
+            send_answer(&cfg, &service, &sock, iface, None, a, true, &drops).await;
         }
     }
     Ok(())
@@ -160,7 +163,7 @@ pub(crate) async fn run(cfg: Arc<Config>, ctx: &SourceContext) -> Result<(), Err
 async fn handle(
     cfg: &Config,
     service: &ServiceName,
-    sock: &UdpSocket,
+    sock: &Sockets,
     ifaces: &[Iface],
     drops: &Drops,
     ctx: &SourceContext,
@@ -168,7 +171,7 @@ async fn handle(
     peers: &mut Peers,
     discover: bool,
     bytes: &[u8],
-    src: std::net::SocketAddrV4,
+    src: SocketAddr,
 ) {
     let parsed = match packet::parse(bytes, service) {
         Ok(p) => p,
@@ -198,16 +201,18 @@ async fn handle(
                 drops.count("probe");
                 return;
             }
-            let iface = interfaces::of_source(ifaces, *src.ip()).cloned();
+            let iface = interfaces::of_source(ifaces, src).cloned();
+            // Each interface answers with its own records only.
             let targets: Vec<(Iface, Announcement)> = match &iface {
                 Some(i) => r
                     .by_iface
                     .iter()
-                    .filter(|(x, _)| x.ip == i.ip)
+                    .filter(|(x, _)| x.name == i.name)
                     .cloned()
                     .collect(),
                 None => r.by_iface.clone(),
             };
+            let v6 = src.is_ipv6();
             if ours.iter().all(|(_, _, qu)| *qu) {
                 // QU: answer the asker directly.
                 for (_, a) in &targets {
@@ -221,15 +226,18 @@ async fn handle(
             }
             let now = Instant::now();
             for (i, a) in &targets {
-                match r.last_answer.get(&i.ip) {
+                // Answered on the family the query came on.
+                let key = (i.name.clone(), v6);
+                match r.last_answer.get(&key) {
                     Some(last) if now < *last + ANSWER_SPACING => {
-                        if r.pending.insert(i.ip, *last + ANSWER_SPACING).is_some() {
+                        let at = *last + ANSWER_SPACING;
+                        if r.pending.insert(key, at).is_some() {
                             drops.count("rate_limited");
                         }
                     }
                     _ => {
-                        send_answer(cfg, service, sock, i, a, false, drops).await;
-                        r.last_answer.insert(i.ip, now);
+                        send_answer(cfg, service, sock, i, Some(v6), a, false, drops).await;
+                        r.last_answer.insert(key, now);
                     }
                 }
             }
@@ -258,15 +266,29 @@ async fn handle(
                         continue;
                     }
                 };
+                let via = interfaces::of_source(ifaces, src);
+                if let Some(i) = via {
+                    observe::zone_link_local(&mut obs.addrs, &i.name);
+                }
                 if obs.addrs.len() > cfg.max_addrs_per_peer {
                     drops.count("addr_limit");
                     obs.addrs.truncate(cfg.max_addrs_per_peer);
                 }
                 let ttl = obs.ttl.unwrap_or(cfg.ttl);
-                if !peers.admit(&obs.key, &s.instance, ttl, Instant::now()) {
+                let now = Instant::now();
+                if !peers.admit(&obs.key, &s.instance, ttl, now) {
                     drops.count("peer_limit");
                     continue;
                 }
+                let via = via.map_or("", |i| i.name.as_str());
+                obs.addrs = peers.merge_addrs(
+                    &obs.key,
+                    via,
+                    std::mem::take(&mut obs.addrs),
+                    now + ttl,
+                    now,
+                    cfg.max_addrs_per_peer,
+                );
                 let _ = ctx.events.upsert(obs).await;
             }
         }
@@ -277,11 +299,14 @@ fn service_is_tcp(service: &ServiceName) -> bool {
     service.text.contains("._tcp.")
 }
 
+/// `family`: `Some(v6)` for that family only, `None` for both.
+#[allow(clippy::too_many_arguments)]
 async fn send_answer(
     cfg: &Config,
     service: &ServiceName,
-    sock: &UdpSocket,
+    sock: &Sockets,
     iface: &Iface,
+    family: Option<bool>,
     a: &Announcement,
     goodbye: bool,
     drops: &Drops,
@@ -289,7 +314,7 @@ async fn send_answer(
     match packet::response(service, a, goodbye, cfg.max_packet_size) {
         Ok(pkts) => {
             for p in pkts {
-                if let Err(e) = socket::send_multicast(sock, iface.ip, cfg.port, &p).await {
+                if let Err(e) = sock.send_multicast(iface, family, &p).await {
                     tracing::debug!(interface = %iface.name, error = %e, "cannot send mdns answer");
                 }
             }
@@ -326,7 +351,7 @@ fn responder(
     };
     let host_label = names::random_label(32, 63);
     let host = names::host(&host_label);
-    let all_ips: Vec<IpAddr> = ifaces.iter().map(|i| IpAddr::V4(i.ip)).collect();
+    let all_ips: Vec<IpAddr> = ifaces.iter().flat_map(Iface::ips).collect();
     let mut by_iface = Vec::new();
     for iface in ifaces {
         let addrs = iface_addrs(&local.addrs, iface, &all_ips);
@@ -353,7 +378,7 @@ fn responder(
             instance: instance.clone(),
             host: host.clone(),
             port,
-            ips: vec![IpAddr::V4(iface.ip)],
+            ips: iface.ips(),
             txt,
             host_txt,
             ttl: cfg.ttl.as_secs() as u32,
@@ -378,9 +403,11 @@ fn responder(
     })
 }
 
-/// The addresses to announce on `iface`: those with its IP; when none has it,
-/// the transports of the others on its IP (never another interface's IP);
-/// when there are no addresses at all, the bare interface IP.
+/// The addresses to announce on `iface`: those with one of its IPs; when
+/// none has, the others' transports moved onto its IPs of the same family
+/// (onto the other family when it has none of that one; IPv6: not link-local
+/// when it has another), never another interface's IP; when there are no
+/// addresses at all, its bare IPs.
 pub(crate) fn iface_addrs(
     addrs: &[Multiaddr],
     iface: &Iface,
@@ -393,31 +420,56 @@ pub(crate) fn iface_addrs(
     };
     let mine: Vec<Multiaddr> = addrs
         .iter()
-        .filter(|a| ip_of(a) == Some(IpAddr::V4(iface.ip)))
+        .filter(|a| ip_of(a).is_some_and(|ip| iface.has(ip)))
         .cloned()
         .collect();
     if !mine.is_empty() {
         return mine;
     }
+    let v4: Vec<IpAddr> = iface.v4.iter().map(|(ip, _)| IpAddr::V4(*ip)).collect();
+    let routable: Vec<IpAddr> = iface
+        .v6
+        .iter()
+        .filter(|(ip, _)| !interfaces::is_link_local(*ip))
+        .map(|(ip, _)| IpAddr::V6(*ip))
+        .collect();
+    let v6: Vec<IpAddr> = if routable.is_empty() {
+        iface.v6.iter().map(|(ip, _)| IpAddr::V6(*ip)).collect()
+    } else {
+        routable
+    };
+    let both: Vec<IpAddr> = v4.iter().chain(v6.iter()).copied().collect();
     let mut out: Vec<Multiaddr> = Vec::new();
     for a in addrs {
-        match ip_of(a) {
-            Some(ip) if all_ips.contains(&ip) => continue,
-            Some(IpAddr::V6(_)) => continue,
-            Some(_) => {
-                let mut m = Multiaddr::from(IpAddr::V4(iface.ip));
-                for p in a.iter().skip(1) {
-                    m.push(p);
-                }
-                if !out.contains(&m) {
-                    out.push(m);
+        // A DNS name (e.g. a container's `/dns/<hostname>/tcp/8081`) stands
+        // for this host: its transports go onto the interface's addresses.
+        let onto = match (ip_of(a), a.iter().next()) {
+            (Some(ip), _) if all_ips.contains(&ip) => continue,
+            (Some(ip), _) => {
+                let (same, other) = if ip.is_ipv4() { (&v4, &v6) } else { (&v6, &v4) };
+                if same.is_empty() {
+                    other
+                } else {
+                    same
                 }
             }
-            None => {}
+            (None, Some(Protocol::Dns4(_))) if !v4.is_empty() => &v4,
+            (None, Some(Protocol::Dns6(_))) if !v6.is_empty() => &v6,
+            (None, Some(Protocol::Dns(_) | Protocol::Dns4(_) | Protocol::Dns6(_))) => &both,
+            _ => continue,
+        };
+        for target in onto {
+            let mut m = Multiaddr::from(*target);
+            for p in a.iter().skip(1) {
+                m.push(p);
+            }
+            if !out.contains(&m) {
+                out.push(m);
+            }
         }
     }
     if out.is_empty() {
-        out.push(Multiaddr::from(IpAddr::V4(iface.ip)));
+        out.extend(both.iter().map(|ip| Multiaddr::from(*ip)));
     }
     out
 }
@@ -427,4 +479,84 @@ fn port_of(a: &Multiaddr) -> Option<u16> {
         Protocol::Tcp(p) | Protocol::Udp(p) => Some(p),
         _ => None,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn iface(name: &str, v4: &[&str], v6: &[&str]) -> Iface {
+        Iface {
+            name: name.into(),
+            index: 2,
+            v4: v4
+                .iter()
+                .map(|s| {
+                    let n: ipnet::Ipv4Net = s.parse().unwrap();
+                    (n.addr(), n)
+                })
+                .collect(),
+            v6: v6
+                .iter()
+                .map(|s| {
+                    let n: ipnet::Ipv6Net = s.parse().unwrap();
+                    (n.addr(), n)
+                })
+                .collect(),
+            loopback: false,
+        }
+    }
+
+    fn ma(s: &[&str]) -> Vec<Multiaddr> {
+        s.iter().map(|a| a.parse().unwrap()).collect()
+    }
+
+    #[test]
+    fn each_interface_announces_only_its_own_addresses() {
+        let eth0 = iface("eth0", &["10.0.0.1/24"], &["fe80::1/64", "fd00:1::1/64"]);
+        let eth1 = iface("eth1", &["10.0.1.1/24"], &["fe80::2/64"]);
+        let all: Vec<IpAddr> = [&eth0, &eth1].iter().flat_map(|i| i.ips()).collect();
+        let listen = ma(&[
+            "/ip4/10.0.0.1/tcp/9000",
+            "/ip6/fd00:1::1/tcp/9000",
+            "/ip4/10.0.1.1/tcp/9000",
+        ]);
+        assert_eq!(
+            iface_addrs(&listen, &eth0, &all),
+            ma(&["/ip4/10.0.0.1/tcp/9000", "/ip6/fd00:1::1/tcp/9000"])
+        );
+        assert_eq!(
+            iface_addrs(&listen, &eth1, &all),
+            ma(&["/ip4/10.0.1.1/tcp/9000"])
+        );
+        // Wildcards move onto the interface's IPs, routable IPv6 before link-local.
+        let wild = ma(&["/ip4/0.0.0.0/tcp/7000", "/ip6/::/tcp/7001"]);
+        assert_eq!(
+            iface_addrs(&wild, &eth0, &all),
+            ma(&["/ip4/10.0.0.1/tcp/7000", "/ip6/fd00:1::1/tcp/7001"])
+        );
+        assert_eq!(
+            iface_addrs(&wild, &eth1, &all),
+            ma(&["/ip4/10.0.1.1/tcp/7000", "/ip6/fe80::2/tcp/7001"])
+        );
+        // An IPv6-only interface still carries an IPv4-only agent's port.
+        let v6only = iface("eth2", &[], &["fd00:9::5/64"]);
+        assert_eq!(
+            iface_addrs(&ma(&["/ip4/192.0.2.1/tcp/9000"]), &v6only, &[]),
+            ma(&["/ip6/fd00:9::5/tcp/9000"])
+        );
+        // A container's DNS name: its port on this interface's addresses.
+        assert_eq!(
+            iface_addrs(&ma(&["/dns/agent-7/tcp/8081"]), &eth1, &all),
+            ma(&["/ip4/10.0.1.1/tcp/8081", "/ip6/fe80::2/tcp/8081"])
+        );
+        assert_eq!(
+            iface_addrs(&ma(&["/dns4/agent-7/tcp/8081"]), &eth1, &all),
+            ma(&["/ip4/10.0.1.1/tcp/8081"])
+        );
+        assert_eq!(
+            iface_addrs(&[], &eth1, &all),
+            ma(&["/ip4/10.0.1.1", "/ip6/fe80::2"])
+        );
+    }
 }

@@ -12,7 +12,9 @@
 //!   avahi and Bonjour browse it: the agent id as instance name, SRV, A, and
 //!   TXT `id=`, `capabilities=`, `status=`, `version=`, `label.K=V`.
 //!
-//! Both: one socket on 0.0.0.0:5353 (address and port reuse, beside avahi),
+//! Both: sockets on 0.0.0.0:5353 and [::]:5353 (address and port reuse,
+//! beside avahi), joined to 224.0.0.251 and ff02::fb on each interface; each
+//! interface's answer carries that interface's A and AAAA records only,
 //! an unsolicited announcement at start, a query at once and then at growing
 //! intervals, answers multicast on the interface the query came from (unicast
 //! for the QU bit; queries with authority records are probes and get none),
@@ -53,10 +55,10 @@ pub enum Error {
         reason: String,
     },
     /// The mDNS port could not be bound.
-    #[error("cannot bind UDP 0.0.0.0:{port} for mDNS: {reason} (another responder without SO_REUSEPORT holds it, or binding below 1024 needs root / CAP_NET_BIND_SERVICE)")]
+    #[error("cannot bind UDP {addr} for mDNS: {reason} (another responder without SO_REUSEPORT holds it, or binding below 1024 needs root / CAP_NET_BIND_SERVICE)")]
     Bind {
-        /// The port.
-        port: u16,
+        /// The address and port (`0.0.0.0:5353` or `[::]:5353`).
+        addr: String,
         /// The OS error.
         reason: String,
     },

@@ -26,6 +26,22 @@ pub fn observation(s: &Sighting, flavour: Flavour, tcp: bool) -> Result<Observat
     Ok(obs)
 }
 
+/// Link-local IPv6 addresses are only usable with their interface: they get
+/// `/ip6zone/<interface>` in front (the interface they were heard on).
+pub fn zone_link_local(addrs: &mut [Multiaddr], iface: &str) {
+    for a in addrs.iter_mut() {
+        if let Some(Protocol::Ip6(ip)) = a.iter().next() {
+            if crate::interfaces::is_link_local(ip) {
+                let mut m = Multiaddr::empty().with(Protocol::Ip6zone(iface.to_owned().into()));
+                for p in a.iter() {
+                    m.push(p);
+                }
+                *a = m;
+            }
+        }
+    }
+}
+
 fn libp2p(s: &Sighting) -> Result<Observation, DropReason> {
     let mut peer: Option<String> = None;
     let mut addrs = Vec::new();
@@ -89,5 +105,26 @@ fn dns_sd(s: &Sighting, tcp: bool) -> Observation {
         addrs,
         meta,
         ttl: None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn link_local_gets_the_zone_it_was_heard_on() {
+        let mut a: Vec<Multiaddr> = [
+            "/ip6/fe80::1/tcp/9",
+            "/ip6/fd00::1/tcp/9",
+            "/ip4/10.0.0.1/tcp/9",
+        ]
+        .iter()
+        .map(|s| s.parse().unwrap())
+        .collect();
+        zone_link_local(&mut a, "eth0");
+        assert_eq!(a[0].to_string(), "/ip6zone/eth0/ip6/fe80::1/tcp/9");
+        assert_eq!(a[1].to_string(), "/ip6/fd00::1/tcp/9");
+        assert_eq!(a[2].to_string(), "/ip4/10.0.0.1/tcp/9");
     }
 }

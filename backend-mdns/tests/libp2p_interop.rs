@@ -2,6 +2,8 @@
 //! two network namespaces on a bridge; in one a rust-libp2p node, in the other a
 //! rollcall registry with an mdns source that announces. The rust-libp2p node
 //! must discover rollcall's peer id, and rollcall must list the node's peer id.
+//! The same over IPv6 alone (ff02::fb, no IPv4 address on the LAN), with the
+//! node's `enable_ipv6` set: rust-libp2p then runs on IPv6 only.
 //! Needs root (namespaces); `ROLLCALL_SKIP_NETNS=1` skips it, saying so.
 //!
 //! Each side is this test binary again, run inside its namespace
@@ -39,14 +41,31 @@ fn rust_libp2p_and_rollcall_find_each_other() {
     if std::env::var("MDNS_CHILD").is_ok() || netns::skip("rust-libp2p mdns interop") {
         return;
     }
-    let lan = Lan::new(2);
+    interop(false);
+}
+
+#[test]
+fn rust_libp2p_and_rollcall_find_each_other_over_ipv6_only() {
+    if std::env::var("MDNS_CHILD").is_ok() || netns::skip("rust-libp2p mdns IPv6 interop") {
+        return;
+    }
+    interop(true);
+}
+
+fn interop(v6: bool) {
+    let lan = Lan::with(2, !v6, v6);
     let dir = tempfile::tempdir().unwrap();
-    let mut node = child(&lan.hosts[0].ns, "libp2p", &[]);
+    let mut node = child(&lan.hosts[0].ns, if v6 { "libp2p6" } else { "libp2p" }, &[]);
+    let addr = if v6 {
+        format!("/ip6/{}/tcp/9000", lan.hosts[1].ip6)
+    } else {
+        format!("/ip4/{}/tcp/9000", lan.hosts[1].ip)
+    };
     let mut rc = child(
         &lan.hosts[1].ns,
         "rollcall",
         &[
-            ("MDNS_IP", lan.hosts[1].ip.clone()),
+            ("MDNS_ADDR", addr.clone()),
             (
                 "MDNS_KEY",
                 dir.path().join("id.key").to_string_lossy().into_owned(),
@@ -66,23 +85,26 @@ fn rust_libp2p_and_rollcall_find_each_other() {
     );
     // rust-libp2p dials what it found: the address rollcall announced on this LAN.
     let line = found.unwrap();
-    assert!(
-        line.contains(&format!("/ip4/{}/tcp/9000/p2p/{rc_id}", lan.hosts[1].ip)),
-        "{line}"
-    );
-    let seen = rc.wait_for(Duration::from_secs(20), |l| l == format!("FOUND {node_id}"));
+    assert!(line.contains(&format!("{addr}/p2p/{rc_id}")), "{line}");
+    eprintln!("rust-libp2p: {line}");
+    let fam = if v6 { "/ip6/" } else { "/ip4/" };
+    let seen = rc.wait_for(Duration::from_secs(20), |l| {
+        l.starts_with(&format!("FOUND {node_id} ")) && l.contains(fam)
+    });
     assert!(
         seen.is_some(),
         "rollcall did not find the rust-libp2p node ({node_id}); it printed {:?}",
         rc.seen
     );
+    eprintln!("rollcall: {}", seen.unwrap());
 }
 
 /// The two roles; does nothing unless run as a child.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn child_entry() {
     match std::env::var("MDNS_CHILD").as_deref() {
-        Ok("libp2p") => libp2p_node().await,
+        Ok("libp2p") => libp2p_node(false).await,
+        Ok("libp2p6") => libp2p_node(true).await,
         Ok("rollcall") => rollcall_node().await,
         _ => {}
     }
@@ -93,7 +115,7 @@ struct Node {
     mdns: libp2p::mdns::tokio::Behaviour,
 }
 
-async fn libp2p_node() {
+async fn libp2p_node(v6: bool) {
     use futures::StreamExt;
     use libp2p::{mdns, noise, swarm::SwarmEvent, tcp, yamux};
     let mut swarm = libp2p::SwarmBuilder::with_new_identity()
@@ -107,16 +129,22 @@ async fn libp2p_node() {
         .with_behaviour(|key| {
             Ok(Node {
                 mdns: mdns::tokio::Behaviour::new(
-                    mdns::Config::default(),
+                    mdns::Config {
+                        enable_ipv6: v6,
+                        ..Default::default()
+                    },
                     key.public().to_peer_id(),
                 )?,
             })
         })
         .unwrap()
         .build();
-    swarm
-        .listen_on("/ip4/0.0.0.0/tcp/0".parse().unwrap())
-        .unwrap();
+    let any = if v6 {
+        "/ip6/::/tcp/0"
+    } else {
+        "/ip4/0.0.0.0/tcp/0"
+    };
+    swarm.listen_on(any.parse().unwrap()).unwrap();
     println!("\nPEER {}", swarm.local_peer_id());
     let deadline = tokio::time::sleep(Duration::from_secs(60));
     tokio::pin!(deadline);
@@ -137,7 +165,7 @@ async fn libp2p_node() {
 async fn rollcall_node() {
     use backend_mdns::{Config, MdnsSource};
     use discovery_core::{AliasKind, LocalPeer, RegistryBuilder, RegistryConfig, SourceOptions};
-    let ip = std::env::var("MDNS_IP").unwrap();
+    let addr = std::env::var("MDNS_ADDR").unwrap();
     let key = std::env::var("MDNS_KEY").unwrap();
     let cfg = Config {
         interfaces: vec!["eth0".into()],
@@ -145,7 +173,7 @@ async fn rollcall_node() {
     };
     let local = LocalPeer {
         id: "rollcall-agent".into(),
-        addrs: vec![format!("/ip4/{ip}/tcp/9000").parse().unwrap()],
+        addrs: vec![addr.parse().unwrap()],
         ..Default::default()
     };
     let reg = RegistryBuilder::new(RegistryConfig::default())
@@ -163,7 +191,8 @@ async fn rollcall_node() {
     for _ in 0..300 {
         for p in reg.snapshot().peers {
             if let Some(pid) = p.alias(AliasKind::PeerId) {
-                println!("FOUND {pid}");
+                let addrs: Vec<String> = p.addrs.iter().map(|a| a.to_string()).collect();
+                println!("FOUND {pid} {}", addrs.join(" "));
             }
         }
         tokio::time::sleep(Duration::from_millis(200)).await;

@@ -266,3 +266,41 @@ mod fuzz {
         }
     }
 }
+
+#[test]
+fn ipv6_answer_carries_aaaa_and_ip6_dnsaddr_and_reads_back() {
+    let service = svc("_p2p._udp.local");
+    let mut a = announcement("v6inst", 0);
+    a.ips = vec![
+        IpAddr::V6("fe80::1".parse().unwrap()),
+        IpAddr::V6("fd00:77::1".parse().unwrap()),
+    ];
+    a.txt = vec![format!("dnsaddr=/ip6/fd00:77::1/tcp/9000/p2p/{PEER}")];
+    let pkts = packet::response(&service, &a, false, 1400).unwrap();
+    let m = Message::from_vec(&pkts[0]).unwrap();
+    let kinds: Vec<RecordType> = m.additionals.iter().map(|r| r.record_type()).collect();
+    assert_eq!(
+        kinds,
+        [
+            RecordType::SRV,
+            RecordType::TXT,
+            RecordType::AAAA,
+            RecordType::AAAA,
+            RecordType::TXT
+        ]
+    );
+    for r in &m.additionals[2..4] {
+        assert_eq!(r.ttl, 120, "AAAA has the host TTL");
+    }
+    let Packet::Response(s) = packet::parse(&pkts[0], &service).unwrap() else {
+        panic!()
+    };
+    assert_eq!(s[0].ips, a.ips);
+    let obs = observe::observation(&s[0], Flavour::Libp2p, false).unwrap();
+    assert_eq!(obs.key, PEER);
+    assert_eq!(obs.addrs[0].to_string(), "/ip6/fd00:77::1/tcp/9000");
+    // DNS-SD reads its addresses from SRV + AAAA.
+    let sd = observe::observation(&s[0], Flavour::DnsSd, true).unwrap();
+    let addrs: Vec<String> = sd.addrs.iter().map(|m| m.to_string()).collect();
+    assert_eq!(addrs, ["/ip6/fe80::1/tcp/4001", "/ip6/fd00:77::1/tcp/4001"]);
+}

@@ -5,7 +5,9 @@
 //! * a daemon (`rollcall run`) sees an agent stopped with SIGTERM gone at once
 //!   (its goodbye; the records' TTL is 3200 s);
 //! * an agent under another service name is not mixed in;
-//! * the DNS-SD flavour (`_rollcall._tcp.local`) finds its agents with metadata.
+//! * the DNS-SD flavour (`_rollcall._tcp.local`) finds its agents with metadata;
+//! * on a LAN with no IPv4 address at all, both flavours find their agents
+//!   over IPv6 (ff02::fb, AAAA) with their /ip6 addresses.
 //!
 //! Needs root (namespaces); `ROLLCALL_SKIP_NETNS=1` skips it, saying so.
 
@@ -48,11 +50,16 @@ interfaces = ["eth0"]
 
 fn agent(lan: &Lan, k: usize, cfg: &Path, dir: &Path) -> Proc {
     let h = &lan.hosts[k];
+    let addr = if h.ip.is_empty() {
+        format!("[{}]:9000", h.ip6)
+    } else {
+        format!("{}:9000", h.ip)
+    };
     let mut cmd = Command::new("ip");
     cmd.args(["netns", "exec", &h.ns, BIN, "agent", "-c"])
         .arg(cfg)
         .env("ROLLCALL__LOCAL__ID", format!("agent-{}", k + 1))
-        .env("ROLLCALL__LOCAL__ADDRS", format!("{}:9000", h.ip))
+        .env("ROLLCALL__LOCAL__ADDRS", addr)
         .env("ROLLCALL__IDENTITY__FILE", dir.join(format!("id-{k}.key")))
         .env("RUST_LOG", "warn")
         .stdout(Stdio::null());
@@ -294,4 +301,43 @@ fn a_host_whose_link_goes_down_is_gone_after_its_ttl() {
     }
     eprintln!("silent host expired after {:?} (ttl 3s)", down.elapsed());
     sigterm(&mut daemon);
+}
+
+#[test]
+fn ipv6_only_lan_both_flavours_found_over_ff02_fb() {
+    if netns::skip("mdns IPv6-only netns LAN test") {
+        return;
+    }
+    // No IPv4 address anywhere: only ff02::fb can carry the records.
+    let lan = Lan::with(5, false, true);
+    let dir = tempfile::tempdir().unwrap();
+    let p2p = config(
+        dir.path(),
+        "p2p6.toml",
+        r#"service_name = "CHORUS-peer-discovery.local""#,
+    );
+    let sd = config(dir.path(), "sd6.toml", "flavour = \"dns-sd\"");
+    let _agents: Vec<Proc> = [(0, &p2p), (1, &p2p), (2, &sd), (3, &sd)]
+        .into_iter()
+        .map(|(k, c)| agent(&lan, k, c, dir.path()))
+        .collect();
+    let disc = &lan.hosts[4].ns;
+    for (cfg, ks) in [(&p2p, [1usize, 2]), (&sd, [3, 4])] {
+        let want: Vec<String> = ks.iter().map(|k| format!("agent-{k}")).collect();
+        let v = wait_ids(disc, cfg, dir.path(), &want);
+        assert_eq!(ids(&v), want, "{v:#}");
+        for p in v["peers"].as_array().unwrap() {
+            let k: usize = p["id"].as_str().unwrap()[6..].parse().unwrap();
+            let addr = format!("/ip6/{}/tcp/9000", lan.hosts[k - 1].ip6);
+            let addrs = p["addrs"].as_array().unwrap();
+            assert!(addrs.iter().any(|a| a == &serde_json::json!(addr)), "{p:#}");
+            assert!(
+                addrs
+                    .iter()
+                    .all(|a| !a.as_str().unwrap().starts_with("/ip4/")),
+                "{p:#}"
+            );
+            assert_eq!(p["status"], "idle", "{p:#}");
+        }
+    }
 }

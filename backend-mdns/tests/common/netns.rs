@@ -1,5 +1,6 @@
-//! A LAN of network namespaces on one bridge (prefix `mm`, 10.77.0.0/16),
-//! removed again when dropped, also when a test fails.
+//! A LAN of network namespaces on one bridge (prefix `mm`, 10.77.0.0/16 and,
+//! when asked, IPv6 fd00:77::/32 plus link-local), removed again when
+//! dropped, also when a test fails.
 #![allow(dead_code)]
 
 use std::io::{BufRead, BufReader};
@@ -46,8 +47,10 @@ fn must(args: &[&str]) {
 pub struct Host {
     /// Namespace name.
     pub ns: String,
-    /// Its address on eth0.
+    /// Its IPv4 address on eth0 (empty on an IPv6-only LAN).
     pub ip: String,
+    /// Its IPv6 ULA on eth0 (empty on an IPv4-only LAN).
+    pub ip6: String,
 }
 
 /// The bridge and its namespaces.
@@ -57,11 +60,19 @@ pub struct Lan {
     pub hosts: Vec<Host>,
     links: Vec<String>,
     rules: bool,
+    rules6: bool,
 }
 
 impl Lan {
     /// `n` namespaces `mm<tag>h<k>` with eth0 = 10.77.<subnet>.<k>/24.
     pub fn new(n: usize) -> Lan {
+        Lan::with(n, true, false)
+    }
+
+    /// `n` namespaces; eth0 has 10.77.<subnet>.<k>/24 if `v4`, and if `v6`
+    /// fd00:77:<subnet>::<k>/64 (nodad) and a link-local address usable at
+    /// once (DAD off). Without `v4` the hosts have no IPv4 address at all.
+    pub fn with(n: usize, v4: bool, v6: bool) -> Lan {
         let c = COUNTER.fetch_add(1, Ordering::SeqCst);
         let tag = (std::process::id() * 8 + c) % 10000;
         let subnet = (std::process::id() * 8 + c) % 250 + 1;
@@ -71,6 +82,7 @@ impl Lan {
             hosts: Vec::new(),
             links: Vec::new(),
             rules: false,
+            rules6: false,
         };
         must(&["ip", "link", "add", &bridge, "type", "bridge"]);
         // Multicast snooping would drop 224.0.0.251 until a querier is seen.
@@ -89,39 +101,86 @@ impl Lan {
             run(&["iptables", "-I", "FORWARD", "-o", &bridge, "-j", "ACCEPT"]);
             lan.rules = true;
         }
+        if v6 && run(&["ip6tables", "-I", "FORWARD", "-i", &bridge, "-j", "ACCEPT"]) {
+            run(&["ip6tables", "-I", "FORWARD", "-o", &bridge, "-j", "ACCEPT"]);
+            lan.rules6 = true;
+        }
         for k in 1..=n {
             let ns = format!("mm{tag}h{k}");
             let veth = format!("mm{tag}v{k}");
-            let ip = format!("10.77.{subnet}.{k}");
+            let ip = if v4 {
+                format!("10.77.{subnet}.{k}")
+            } else {
+                String::new()
+            };
+            let ip6 = if v6 {
+                format!("fd00:77:{subnet}::{k}")
+            } else {
+                String::new()
+            };
             must(&["ip", "netns", "add", &ns]);
             lan.hosts.push(Host {
                 ns: ns.clone(),
                 ip: ip.clone(),
+                ip6: ip6.clone(),
             });
             must(&[
                 "ip", "link", "add", &veth, "type", "veth", "peer", "name", "eth0", "netns", &ns,
             ]);
             lan.links.push(veth.clone());
             must(&["ip", "link", "set", &veth, "master", &bridge, "up"]);
-            must(&[
-                "ip",
-                "netns",
-                "exec",
-                &ns,
-                "ip",
-                "addr",
-                "add",
-                &format!("{ip}/24"),
-                "dev",
-                "eth0",
-            ]);
+            if v4 {
+                must(&[
+                    "ip",
+                    "netns",
+                    "exec",
+                    &ns,
+                    "ip",
+                    "addr",
+                    "add",
+                    &format!("{ip}/24"),
+                    "dev",
+                    "eth0",
+                ]);
+            }
+            if v6 {
+                // No duplicate address detection: the addresses (and the
+                // link-local one the kernel adds at link up) work at once.
+                for key in ["accept_dad", "dad_transmits"] {
+                    must(&[
+                        "ip",
+                        "netns",
+                        "exec",
+                        &ns,
+                        "sysctl",
+                        "-qw",
+                        &format!("net.ipv6.conf.eth0.{key}=0"),
+                    ]);
+                }
+                must(&[
+                    "ip",
+                    "netns",
+                    "exec",
+                    &ns,
+                    "ip",
+                    "-6",
+                    "addr",
+                    "add",
+                    &format!("{ip6}/64"),
+                    "dev",
+                    "eth0",
+                    "nodad",
+                ]);
+            }
             must(&[
                 "ip", "netns", "exec", &ns, "ip", "link", "set", "eth0", "up",
             ]);
             must(&["ip", "netns", "exec", &ns, "ip", "link", "set", "lo", "up"]);
-            must(&[
-                "ip", "netns", "exec", &ns, "ip", "route", "add", "default", "dev", "eth0",
-            ]);
+            if v4 {
+                must(&[
+                    "ip", "netns", "exec", &ns, "ip", "route", "add", "default", "dev", "eth0",
+                ]);
+            }
         }
         lan
     }
@@ -141,6 +200,19 @@ impl Drop for Lan {
             run(&["ip", "link", "del", l]);
         }
         run(&["ip", "link", "del", &self.bridge]);
+        if self.rules6 {
+            for dir in ["-i", "-o"] {
+                run(&[
+                    "ip6tables",
+                    "-D",
+                    "FORWARD",
+                    dir,
+                    &self.bridge,
+                    "-j",
+                    "ACCEPT",
+                ]);
+            }
+        }
         if self.rules {
             run(&[
                 "iptables",

@@ -322,6 +322,11 @@ impl Hosts {
             let proc = Proc::spawn(
                 cmd.args(&argv[1..])
                     .env("RUST_LOG", &self.sc.agent.log)
+                    // Its own libp2p identity (mdns, dht): processes here share one cwd.
+                    .env(
+                        "ROLLCALL__IDENTITY__FILE",
+                        self.dir.join(format!("{id}.key")),
+                    )
                     .stdin(Stdio::null())
                     .stdout(Stdio::null())
                     .stderr(log),
