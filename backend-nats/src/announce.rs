@@ -9,9 +9,9 @@ use discovery_core::LocalPeer;
 use futures::StreamExt;
 use tokio::time::{Instant, MissedTickBehavior};
 
+use crate::admission::{Admission, Admitted, Over};
 use crate::conn;
 use crate::gather::{End, Gather};
-use crate::limits::Admission;
 use crate::sign;
 use crate::wire::{self, encode_token, Record, MAX_PAYLOAD};
 use crate::{publish, Error, Part, RunCtx};
@@ -324,10 +324,24 @@ impl Discoverer<'_> {
         };
         let keep = ttl.unwrap_or_else(|| rc.cfg.ttl()).max(rc.cfg.ttl());
         if channel != Channel::Leave {
-            if let Err(over) = self.admission.admit(&rec.id, keep, Instant::now()) {
-                rc.drops
-                    .count(over.as_str(), subject, &format!("id `{}`", rec.id));
-                return None;
+            match self.admission.admit(&rec.id, keep, Instant::now()) {
+                Ok(Admitted::Yes) => {}
+                Ok(Admitted::Displacing(newcomer)) => {
+                    rc.drops.count(
+                        Over::Peers.as_str(),
+                        subject,
+                        &format!(
+                            "id `{newcomer}` gave its place to `{}`, which renewed before",
+                            rec.id
+                        ),
+                    );
+                    let _ = rc.events.remove(newcomer).await;
+                }
+                Err(over) => {
+                    rc.drops
+                        .count(over.as_str(), subject, &format!("id `{}`", rec.id));
+                    return None;
+                }
             }
             if crate::limits::metadata_bytes(&rec) > self.admission.max_metadata_bytes() {
                 rc.drops.count(

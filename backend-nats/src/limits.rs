@@ -3,11 +3,7 @@
 //! the real peers. The excess is dropped and counted
 //! (`rollcall_nats_dropped_total{reason="peer_limit"|"rate_limit"|"addr_limit"|"metadata_limit"}`).
 
-use std::collections::HashMap;
-use std::time::Duration;
-
 use serde::{Deserialize, Serialize};
-use tokio::time::Instant;
 
 use discovery_core::signed::Verified;
 use discovery_core::{Alias, Observation};
@@ -111,108 +107,5 @@ pub(crate) fn finish(
             ),
         );
         obs.addrs.truncate(max_addrs);
-    }
-}
-
-/// Why a record was not admitted.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Over {
-    Peers,
-    Rate,
-}
-
-impl Over {
-    pub(crate) fn as_str(self) -> &'static str {
-        match self {
-            Over::Peers => "peer_limit",
-            Over::Rate => "rate_limit",
-        }
-    }
-}
-
-/// Admission state of one discoverer: the peers it holds (until their TTL)
-/// and each one's records in the current second. Bounded by `max_peers`.
-#[derive(Debug)]
-pub(crate) struct Admission {
-    limits: Limits,
-    /// id -> (held until, start of its current second, records in it).
-    peers: HashMap<String, (Instant, Instant, u32)>,
-}
-
-impl Admission {
-    pub(crate) fn new(limits: Limits) -> Self {
-        Admission {
-            limits,
-            peers: HashMap::new(),
-        }
-    }
-
-    /// Whether a record of `id` living `ttl` is admitted at `now`.
-    pub(crate) fn admit(&mut self, id: &str, ttl: Duration, now: Instant) -> Result<(), Over> {
-        if let Some((until, second, n)) = self.peers.get_mut(id) {
-            if now.duration_since(*second) >= Duration::from_secs(1) {
-                *second = now;
-                *n = 0;
-            }
-            if *n >= self.limits.max_records_per_sec {
-                return Err(Over::Rate);
-            }
-            *n += 1;
-            *until = (*until).max(now + ttl);
-            return Ok(());
-        }
-        if self.peers.len() >= self.limits.max_peers {
-            self.peers.retain(|_, (until, _, _)| *until > now);
-            if self.peers.len() >= self.limits.max_peers {
-                return Err(Over::Peers);
-            }
-        }
-        self.peers.insert(id.to_owned(), (now + ttl, now, 1));
-        Ok(())
-    }
-
-    /// The peer left: its place is free.
-    pub(crate) fn forget(&mut self, id: &str) {
-        self.peers.remove(id);
-    }
-
-    pub(crate) fn max_addrs(&self) -> usize {
-        self.limits.max_addrs
-    }
-
-    pub(crate) fn max_metadata_bytes(&self) -> usize {
-        self.limits.max_metadata_bytes
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[tokio::test(start_paused = true)]
-    async fn peers_and_rate_are_bounded() {
-        let mut a = Admission::new(Limits {
-            max_peers: 2,
-            max_records_per_sec: 3,
-            ..Default::default()
-        });
-        let ttl = Duration::from_secs(15);
-        let now = Instant::now();
-        assert_eq!(a.admit("a", ttl, now), Ok(()));
-        assert_eq!(a.admit("b", ttl, now), Ok(()));
-        assert_eq!(a.admit("c", ttl, now), Err(Over::Peers));
-        assert_eq!(a.admit("a", ttl, now), Ok(()));
-        assert_eq!(a.admit("a", ttl, now), Ok(()));
-        assert_eq!(a.admit("a", ttl, now), Err(Over::Rate));
-        tokio::time::advance(Duration::from_secs(1)).await;
-        assert_eq!(a.admit("a", ttl, Instant::now()), Ok(()));
-        a.forget("b");
-        assert_eq!(a.admit("c", ttl, Instant::now()), Ok(()));
-        tokio::time::advance(Duration::from_secs(16)).await;
-        assert_eq!(
-            a.admit("d", ttl, Instant::now()),
-            Ok(()),
-            "expired peers make room"
-        );
     }
 }

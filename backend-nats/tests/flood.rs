@@ -106,3 +106,74 @@ async fn a_flood_of_fake_peers_is_bounded_and_real_peers_stay() {
     );
     drop(server);
 }
+
+/// Publishes one hand-built v1 record.
+async fn publish(nc: &async_nats::Client, id: &str, ttl_ms: u64, sequence: u64) {
+    let rec = serde_json::json!({"version": 1, "id": id, "ttl": ttl_ms, "sequence": sequence,
+        "timestamp": now_ms(), "addrs": ["/ip4/10.66.0.2/tcp/1"], "metadata": {"name": id}});
+    nc.publish(format!("rollcall.announce.{id}"), rec.to_string().into())
+        .await
+        .unwrap();
+}
+
+/// The RESULTS.md defect, staged so that it cannot depend on the machine's
+/// speed: real peers that renewed are then silent past their place's TTL
+/// (as when a flood's backlog delays their renewals), fakes fill the table,
+/// and the real peers' next renewals must still get them listed, each
+/// displacing a fake that never renewed; a new id still gets no place.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn renewing_peers_delayed_past_their_place_get_back_into_a_full_table() {
+    init_tracing();
+    let Some(server) = NatsServer::start() else {
+        return;
+    };
+    let url = server.url();
+    let max_peers = 200;
+    let mut dcfg = config(&url);
+    dcfg.limits.max_peers = max_peers;
+    // A place lasts max(record TTL, 3 heartbeats) = 3 s.
+    dcfg.heartbeat = Duration::from_secs(1);
+    let disc = discoverer(dcfg);
+    assert!(wait_peers(&disc, Duration::from_secs(10), |n| n == 0).await);
+    let nc = async_nats::connect(url.clone()).await.unwrap();
+    let real = ["real-1", "real-2", "real-3"];
+    for (seq, pause) in [(1, 1200), (2, 0)] {
+        for id in real {
+            publish(&nc, id, 2000, seq).await;
+        }
+        nc.flush().await.unwrap();
+        tokio::time::sleep(Duration::from_millis(pause)).await;
+    }
+    assert!(wait_peers(&disc, Duration::from_secs(5), |n| n == 3).await);
+    // Silent past their place (3 s) and their observation's TTL (2 s).
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    for i in 0..max_peers + 100 {
+        publish(&nc, &format!("fake-{i}"), 120_000, 1).await;
+    }
+    nc.flush().await.unwrap();
+    assert!(
+        wait_peers(&disc, Duration::from_secs(20), |n| n == max_peers).await,
+        "the fakes fill the table: {} peers",
+        disc.snapshot().peers.len()
+    );
+    for id in real {
+        publish(&nc, id, 2000, 3).await;
+    }
+    publish(&nc, "never-seen", 2000, 1).await;
+    nc.flush().await.unwrap();
+    let listed = |r: &discovery_core::Roster, p: &str| r.peers.iter().any(|x| x.id == p);
+    let mut roster = disc.snapshot();
+    for _ in 0..40 {
+        if real.iter().all(|id| listed(&roster, id)) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        roster = disc.snapshot();
+    }
+    for id in real {
+        assert!(listed(&roster, id), "{id} is listed again");
+    }
+    assert!(!listed(&roster, "never-seen"), "a new id gets no place");
+    assert_eq!(roster.peers.len(), max_peers, "each real peer displaced one fake");
+    drop(server);
+}
