@@ -174,6 +174,10 @@ async fn renewing_peers_delayed_past_their_place_get_back_into_a_full_table() {
         assert!(listed(&roster, id), "{id} is listed again");
     }
     assert!(!listed(&roster, "never-seen"), "a new id gets no place");
-    assert_eq!(roster.peers.len(), max_peers, "each real peer displaced one fake");
+    assert_eq!(
+        roster.peers.len(),
+        max_peers,
+        "each real peer displaced one fake"
+    );
     drop(server);
 }
