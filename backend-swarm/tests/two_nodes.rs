@@ -1,7 +1,8 @@
 //! The swarm source on a two-node swarm (scripts/swarm2.sh): tasks on both
 //! nodes, each with its node; a worker refuses the Swarm API with a clear
 //! error; a crash on the worker (no event reaches the manager) is caught by
-//! the resync.
+//! the resync; the manager's dockerd killed (SIGKILL) and restarted keeps
+//! the last good set while degraded, then is ok and equal to Docker's truth.
 //!
 //! A separate test binary, not run by a plain `cargo test` (its target has
 //! `test = false`): it builds and removes a second and third dockerd in
@@ -273,6 +274,12 @@ async fn tasks_on_both_nodes_are_found_with_their_node() {
     .await
     .unwrap();
     println!("kill on the worker: the dead task left the roster after {gone:?}, {REPLICAS} again after {back:?} (resync 5 s); {:?}", t0.elapsed());
+
+    // The manager's dockerd crashes (SIGKILL) and comes back: while the API
+    // is gone the source is degraded and keeps its last good set (stale
+    // beats empty); after the restart it is ok again and matches Docker's
+    // truth (the manager's tasks were replaced when its dockerd restarted).
+    manager_dockerd_restart(&reg, &svc, &net).await;
     reg.shutdown().await;
     let t0 = Instant::now();
     drop(guard);
@@ -280,5 +287,72 @@ async fn tasks_on_both_nodes_are_found_with_their_node() {
     println!(
         "two-node test total (incl. swarm2.sh up; down follows): {:?}",
         t_all.elapsed()
+    );
+}
+
+fn source_health(reg: &discovery_core::Registry) -> Health {
+    reg.sources().remove(0).health
+}
+
+async fn manager_dockerd_restart(reg: &discovery_core::Registry, svc: &str, net: &str) {
+    let kept = seen(&reg.snapshot(), svc);
+    assert_eq!(kept.len(), REPLICAS);
+    let pid = std::fs::read_to_string("/tmp/rollcall-swarm2/node1/dockerd.pid").unwrap();
+    let t0 = Instant::now();
+    let st = Command::new("kill")
+        .args(["-9", pid.trim()])
+        .status()
+        .unwrap();
+    assert!(st.success(), "kill -9 of the manager's dockerd");
+    while source_health(reg) != Health::Degraded {
+        assert!(
+            t0.elapsed() < Duration::from_secs(30),
+            "not degraded 30 s after the manager's dockerd died: {:?}",
+            reg.sources()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let degraded = t0.elapsed();
+    // A few resync periods without the API: the last good set stays.
+    let hold = Instant::now();
+    while hold.elapsed() < Duration::from_secs(12) {
+        assert_eq!(
+            seen(&reg.snapshot(), svc),
+            kept,
+            "the last good set is kept while the API is down"
+        );
+        assert_eq!(source_health(reg), Health::Degraded);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let t1 = Instant::now();
+    swarm2("up");
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let truth = loop {
+        let t = truth(svc, net);
+        if t.len() == REPLICAS && t.values().all(|(_, _, ip)| !ip.is_empty()) {
+            break t;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "Docker runs {} of {REPLICAS} after the restart",
+            t.len()
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    };
+    let ok = wait_for(reg, Duration::from_secs(60), |r| seen(r, svc) == truth)
+        .await
+        .unwrap_or_else(|r| {
+            panic!(
+                "after the restart: source {:#?}\ndocker {truth:#?}",
+                seen(&r, svc)
+            )
+        });
+    assert_eq!(source_health(reg), Health::Ok, "{:?}", reg.sources());
+    let replaced = kept.keys().filter(|t| !truth.contains_key(*t)).count();
+    println!(
+        "manager dockerd killed: degraded after {degraded:?}, {} tasks kept for 12 s, restarted; \
+         ok and equal to Docker's truth {ok:?} after the restart ({replaced} tasks replaced), {:?} since up",
+        kept.len(),
+        t1.elapsed()
     );
 }
