@@ -6,6 +6,8 @@
 //!   (its goodbye; the records' TTL is 3200 s);
 //! * an agent under another service name is not mixed in;
 //! * the DNS-SD flavour (`_rollcall._tcp.local`) finds its agents with metadata;
+//! * a partition (two hosts' links down) drops the far side after its TTL,
+//!   and the heal brings it back;
 //! * on a LAN with no IPv4 address at all, both flavours find their agents
 //!   over IPv6 (ff02::fb, AAAA) with their /ip6 addresses.
 //!
@@ -250,18 +252,20 @@ fn dns_sd_flavour_finds_agents_with_metadata() {
     }
 }
 
+/// A partition: the links of two of three agents' hosts go down; the daemon
+/// on the near side drops them after their TTL (no goodbye crosses the cut)
+/// and keeps the near agent; after the heal both are found again.
 #[test]
-fn a_host_whose_link_goes_down_is_gone_after_its_ttl() {
-    if netns::skip("mdns link-down netns test") {
+fn a_partition_drops_the_far_side_after_its_ttl_and_all_return_after_the_heal() {
+    if netns::skip("mdns partition netns test") {
         return;
     }
-    let lan = Lan::new(3);
+    let lan = Lan::new(4);
     let dir = tempfile::tempdir().unwrap();
     // Short record TTLs so that expiry is observable in a test.
     let cfg = config(dir.path(), "short.toml", "ttl = \"3s\"\nhost_ttl = \"3s\"");
-    let _a1 = agent(&lan, 0, &cfg, dir.path());
-    let _a2 = agent(&lan, 1, &cfg, dir.path());
-    let disc = &lan.hosts[2].ns;
+    let _agents: Vec<Proc> = (0..3).map(|k| agent(&lan, k, &cfg, dir.path())).collect();
+    let disc = &lan.hosts[3].ns;
     let mut daemon = {
         let mut cmd = Command::new("ip");
         cmd.args(["netns", "exec", disc, BIN, "run", "-c"])
@@ -271,35 +275,46 @@ fn a_host_whose_link_goes_down_is_gone_after_its_ttl() {
             .stdout(Stdio::null());
         Proc::spawn(cmd)
     };
-    let both = ["agent-1".to_owned(), "agent-2".to_owned()];
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while daemon_ids(disc).as_deref() != Some(&both[..]) {
-        assert!(
-            Instant::now() < deadline,
-            "daemon saw {:?}",
-            daemon_ids(disc)
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    let all: Vec<String> = (1..=3).map(|k| format!("agent-{k}")).collect();
+    let wait = |want: &[String], within: Duration, what: &str| {
+        let t = Instant::now();
+        while daemon_ids(disc).as_deref() != Some(want) {
+            assert!(
+                t.elapsed() < within,
+                "{what}: daemon saw {:?}",
+                daemon_ids(disc)
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        t.elapsed()
+    };
+    wait(&all, Duration::from_secs(20), "cold start");
     // Still there after several TTLs: the querier refreshes before expiry.
     std::thread::sleep(Duration::from_secs(7));
     assert_eq!(
         daemon_ids(disc).as_deref(),
-        Some(&both[..]),
+        Some(&all[..]),
         "live peers were refreshed"
     );
     lan.link_down(1);
-    let down = Instant::now();
-    let one = ["agent-1".to_owned()];
-    while daemon_ids(disc).as_deref() != Some(&one[..]) {
-        assert!(
-            down.elapsed() < Duration::from_secs(30),
-            "a silent host was never expired: daemon saw {:?}",
-            daemon_ids(disc)
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    eprintln!("silent host expired after {:?} (ttl 3s)", down.elapsed());
+    lan.link_down(2);
+    let near = ["agent-1".to_owned()];
+    let cut = wait(
+        &near,
+        Duration::from_secs(30),
+        "the far side was never expired",
+    );
+    // The near agent stays through several more TTLs.
+    std::thread::sleep(Duration::from_secs(7));
+    assert_eq!(daemon_ids(disc).as_deref(), Some(&near[..]));
+    lan.link_up(1);
+    lan.link_up(2);
+    let healed = wait(
+        &all,
+        Duration::from_secs(60),
+        "not every agent returned after the heal",
+    );
+    eprintln!("partition: far side expired after {cut:?} (ttl 3s), back {healed:?} after the heal");
     sigterm(&mut daemon);
 }
 

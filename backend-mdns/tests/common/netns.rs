@@ -189,6 +189,11 @@ impl Lan {
     pub fn link_down(&self, k: usize) {
         must(&["ip", "link", "set", &self.links[k], "down"]);
     }
+
+    /// Brings host `k`'s link back (the cable plugged in again).
+    pub fn link_up(&self, k: usize) {
+        must(&["ip", "link", "set", &self.links[k], "up"]);
+    }
 }
 
 impl Drop for Lan {
