@@ -52,7 +52,10 @@ struct Slot {
     /// Held until (renewed by every admitted record).
     until: Instant,
     /// When it was admitted.
-    since: Instant,
+    admitted_at: Instant,
+    /// Admission order: the newest newcomer is displaced first, even when
+    /// several were admitted at the same instant.
+    order: u64,
     /// Start of its current second, and its records in it.
     second: Instant,
     records: u32,
@@ -69,6 +72,8 @@ pub(crate) struct Admission {
     /// Established peers whose slot lapsed, oldest first.
     returning: VecDeque<String>,
     returning_set: HashSet<String>,
+    /// Admissions so far, for `Slot::order`.
+    admissions: u64,
 }
 
 impl Admission {
@@ -78,6 +83,7 @@ impl Admission {
             peers: HashMap::new(),
             returning: VecDeque::new(),
             returning_set: HashSet::new(),
+            admissions: 0,
         }
     }
 
@@ -98,7 +104,7 @@ impl Admission {
             }
             slot.records += 1;
             slot.until = slot.until.max(now + ttl);
-            slot.established |= now.duration_since(slot.since) >= Duration::from_secs(1);
+            slot.established |= now.duration_since(slot.admitted_at) >= Duration::from_secs(1);
             return Ok(Admitted::Yes);
         }
         let mut admitted = Admitted::Yes;
@@ -119,11 +125,13 @@ impl Admission {
         if returning {
             self.returning.retain(|r| r != id);
         }
+        self.admissions += 1;
         self.peers.insert(
             id.to_owned(),
             Slot {
                 until: now + ttl,
-                since: now,
+                admitted_at: now,
+                order: self.admissions,
                 second: now,
                 records: 1,
                 // Back after a lapse: it renewed before.
@@ -168,7 +176,7 @@ impl Admission {
         self.peers
             .iter()
             .filter(|(_, s)| !s.established)
-            .max_by_key(|(_, s)| s.since)
+            .max_by_key(|(_, s)| s.order)
             .map(|(id, _)| id.clone())
     }
 
