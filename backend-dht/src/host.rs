@@ -40,6 +40,8 @@ struct Run<'a> {
     /// Lookup queries of the current round.
     lookups: HashSet<QueryId>,
     first_round_done: bool,
+    /// kad finished its first bootstrap (routing-table refresh).
+    bootstrapped: bool,
     synced: bool,
     synced_deadline: Option<Instant>,
     lookup_due: bool,
@@ -80,6 +82,7 @@ pub(crate) async fn run(
         known: HashSet::new(),
         lookups: HashSet::new(),
         first_round_done: false,
+        bootstrapped: false,
         synced: false,
         synced_deadline: None,
         lookup_due: true,
@@ -99,11 +102,16 @@ impl Run<'_> {
     async fn main(&mut self) {
         let cfg = &self.src.cfg;
         let mut lookup = interval(cfg.lookup_interval);
-        let mut republish = interval(cfg.republish_interval);
+        // kad itself republishes the provider record (every
+        // `republish_interval`) and refreshes its routing table (every
+        // `bootstrap_interval`, and when a peer enters it): this loop only
+        // re-dials the bootstrap list and the roster. Doing kad's work a
+        // second time doubled the DHT traffic, which a 30-host test on two
+        // cores could not carry.
         let mut rebootstrap = interval(cfg.bootstrap_interval);
         // Debounces lookups/provides after new peers and roster changes.
         let mut tick = interval(Duration::from_millis(250));
-        for t in [&mut lookup, &mut republish, &mut rebootstrap, &mut tick] {
+        for t in [&mut lookup, &mut rebootstrap, &mut tick] {
             t.set_missed_tick_behavior(MissedTickBehavior::Delay);
         }
         let mut roster = self.ctx.roster.clone();
@@ -115,11 +123,9 @@ impl Run<'_> {
                 _ = shutdown.cancelled() => break,
                 ev = self.swarm.select_next_some() => self.on_event(ev).await,
                 _ = lookup.tick() => self.lookup_due = true,
-                _ = republish.tick() => self.provide_due = self.announce,
                 _ = rebootstrap.tick() => {
                     self.dial_bootstrap();
                     roster_dirty = true;
-                    let _ = self.swarm.behaviour_mut().kad.bootstrap();
                 }
                 open = roster.changed(), if roster_open => {
                     roster_open = open;
@@ -264,15 +270,20 @@ impl Run<'_> {
             SwarmEvent::ConnectionEstablished {
                 peer_id, endpoint, ..
             } => {
+                let mut bootstrap_peer = self.src.bootstrap.iter().any(|b| b.peer == Some(peer_id));
                 if endpoint.is_dialer() {
                     let addr = endpoint.get_remote_address().clone();
                     if let Some(slot) = self.unnamed.get_mut(&addr) {
                         // A bootstrap entry without /p2p: now we know who it is.
                         *slot = Some(peer_id);
                         self.swarm.behaviour_mut().kad.add_address(&peer_id, addr);
+                        bootstrap_peer = true;
                     }
                 }
-                if self.known.insert(peer_id) {
+                // A new bootstrap peer is a way into the DHT: look up and
+                // provide through it. Other connections (discoverers dialling
+                // us, providers we dial) add nothing to what kad can reach.
+                if self.known.insert(peer_id) && bootstrap_peer {
                     self.lookup_due = true;
                     self.provide_due = self.announce;
                 }
@@ -312,6 +323,14 @@ impl Run<'_> {
             BehaviourEvent::Kad(kad::Event::OutboundQueryProgressed {
                 id, result, step, ..
             }) => {
+                if matches!(result, QueryResult::Bootstrap(_)) && step.last && !self.bootstrapped {
+                    // The first routing-table refresh is done: the record can
+                    // now go to the peers really closest to its key, and a
+                    // lookup reaches them too.
+                    self.bootstrapped = true;
+                    self.provide_due = self.announce;
+                    self.lookup_due = true;
+                }
                 if let QueryResult::GetProviders(r) = result {
                     match r {
                         Ok(GetProvidersOk::FoundProviders { providers, .. }) => {

@@ -33,7 +33,7 @@ pub fn config(port: u16, bootstrap: Vec<String>) -> Config {
         listen: vec![format!("/ip4/127.0.0.1/tcp/{port}")],
         bootstrap,
         namespace: "test".into(),
-        lookup_interval: Duration::from_secs(3),
+        lookup_interval: Duration::from_secs(10),
         shards: 4,
         ping_interval: Duration::from_secs(1),
         republish_interval: Duration::from_secs(5),
