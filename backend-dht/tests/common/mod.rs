@@ -36,8 +36,8 @@ pub fn config(port: u16, bootstrap: Vec<String>) -> Config {
         lookup_interval: Duration::from_secs(10),
         shards: 4,
         ping_interval: Duration::from_secs(1),
-        republish_interval: Duration::from_secs(5),
-        bootstrap_interval: Duration::from_secs(5),
+        republish_interval: Duration::from_secs(10),
+        bootstrap_interval: Duration::from_secs(30),
         provider_ttl: Duration::from_secs(30),
         ..Config::default()
     }
