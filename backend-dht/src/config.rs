@@ -47,6 +47,10 @@ pub struct Config {
     /// Largest metadata reply accepted, in bytes.
     #[serde(default = "default_metadata_max_bytes")]
     pub metadata_max_bytes: u64,
+    /// An agent also discovers the others (false: it only provides and
+    /// answers; it looks nothing up and dials no provider).
+    #[serde(default = "default_discover")]
+    pub discover: bool,
 }
 
 impl Default for Config {
@@ -64,6 +68,7 @@ impl Default for Config {
             republish_interval: default_republish_interval(),
             bootstrap_interval: default_bootstrap_interval(),
             metadata_max_bytes: default_metadata_max_bytes(),
+            discover: default_discover(),
         }
     }
 }
@@ -107,4 +112,7 @@ fn default_bootstrap_interval() -> Duration {
 }
 fn default_metadata_max_bytes() -> u64 {
     16 * 1024
+}
+fn default_discover() -> bool {
+    true
 }

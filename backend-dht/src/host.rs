@@ -44,6 +44,9 @@ struct Run<'a> {
     bootstrapped: bool,
     synced: bool,
     synced_deadline: Option<Instant>,
+    /// Next bootstrap re-dial while connected to nobody, and its backoff.
+    retry_at: Option<Instant>,
+    retry_backoff: Duration,
     lookup_due: bool,
     provide_due: bool,
     /// Bootstrap entries without a peer id, by the address dialled.
@@ -85,6 +88,8 @@ pub(crate) async fn run(
         bootstrapped: false,
         synced: false,
         synced_deadline: None,
+        retry_at: None,
+        retry_backoff: Duration::from_secs(1),
         lookup_due: true,
         provide_due: announce,
         unnamed: HashMap::new(),
@@ -136,6 +141,7 @@ impl Run<'_> {
                         roster_dirty = false;
                         self.dial_roster();
                     }
+                    self.retry_bootstrap();
                     self.due().await;
                 }
             }
@@ -158,6 +164,11 @@ impl Run<'_> {
                     tracing::warn!(source = %self.ctx.name, error = %e, "dht: cannot provide")
                 }
             }
+        }
+        if !self.src.cfg.discover {
+            // Announce only: nothing to look up, so nothing to wait for.
+            self.lookup_due = false;
+            self.round_finished();
         }
         if self.lookup_due && self.lookups.is_empty() && (has_peers || !self.first_round_done) {
             self.lookup_due = false;
@@ -187,6 +198,32 @@ impl Run<'_> {
         if !self.first_round_done {
             self.first_round_done = true;
             self.synced_deadline = Some(Instant::now() + self.src.cfg.ping_interval * 3);
+        }
+    }
+
+    /// While connected to nobody, dials the bootstrap list again after 1 s,
+    /// 2 s, 4 s... up to `bootstrap_interval`: hosts that start together
+    /// would otherwise wait a whole interval for a seed that was not
+    /// listening yet.
+    fn retry_bootstrap(&mut self) {
+        if self.swarm.connected_peers().next().is_some() {
+            self.retry_backoff = Duration::from_secs(1);
+            self.retry_at = None;
+            return;
+        }
+        if self.src.bootstrap.is_empty() {
+            return;
+        }
+        let now = Instant::now();
+        match self.retry_at {
+            None => self.retry_at = Some(now + self.retry_backoff),
+            Some(at) if now >= at => {
+                tracing::debug!(source = %self.ctx.name, backoff = ?self.retry_backoff, "dht: no peer yet, dialling the bootstrap list again");
+                self.dial_bootstrap();
+                self.retry_backoff = (self.retry_backoff * 2).min(self.src.cfg.bootstrap_interval);
+                self.retry_at = Some(now + self.retry_backoff);
+            }
+            Some(_) => {}
         }
     }
 

@@ -102,6 +102,15 @@ fn observation(peer: &PeerId, p: &Provider, ttl: Duration) -> Observation {
             obs = obs.with_alias(Alias::agent_id(id.clone()));
         }
         obs = obs.with_meta(m.meta.clone());
+        // Its announced service addresses first; unparsable ones are skipped
+        // (the registry's address policy judges the rest).
+        for a in &m.addrs {
+            match a.parse() {
+                Ok(addr) if !obs.addrs.contains(&addr) => obs.addrs.push(addr),
+                Ok(_) => {}
+                Err(_) => crate::metrics_names::dropped("metadata_addr"),
+            }
+        }
     }
     for a in &p.addrs {
         let mut a = a.clone();
@@ -116,4 +125,29 @@ fn observation(peer: &PeerId, p: &Provider, ttl: Duration) -> Observation {
         }
     }
     obs
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn announced_addresses_come_first_and_bad_ones_are_skipped() {
+        let peer = libp2p::identity::Keypair::generate_ed25519()
+            .public()
+            .to_peer_id();
+        let mut table = Providers::new(4, Duration::from_secs(3));
+        assert!(table.found(peer));
+        let p = table.get_mut(&peer).unwrap();
+        p.addrs = vec!["/ip4/10.0.0.7/tcp/4001".parse().unwrap()];
+        p.meta = Some(MetaReply {
+            id: Some("agent-7".into()),
+            addrs: vec!["/ip4/10.0.0.7/tcp/8081".into(), "not an address".into()],
+            ..MetaReply::default()
+        });
+        let obs = table.answered(&peer).unwrap();
+        let addrs: Vec<String> = obs.addrs.iter().map(ToString::to_string).collect();
+        assert_eq!(addrs, ["/ip4/10.0.0.7/tcp/8081", "/ip4/10.0.0.7/tcp/4001"]);
+        assert_eq!(obs.ttl, Some(Duration::from_secs(3)));
+    }
 }

@@ -30,6 +30,10 @@ pub struct MetaReply {
     /// Name, status, capabilities, version, labels.
     #[serde(default)]
     pub meta: Metadata,
+    /// The addresses the agent announces (`[local] addrs`: its service, not
+    /// its libp2p host), as multiaddr text. Absent from older peers.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub addrs: Vec<String>,
 }
 
 impl MetaReply {
@@ -39,6 +43,7 @@ impl MetaReply {
             Some(l) => MetaReply {
                 id: Some(l.id.clone()),
                 meta: l.meta.clone(),
+                addrs: l.addrs.iter().map(ToString::to_string).collect(),
             },
             None => MetaReply::default(),
         }
@@ -53,8 +58,14 @@ impl MetaReply {
         if !short(&self.meta.version) {
             return Err("field too long");
         }
-        if self.meta.capabilities.len() > MAX_ITEMS || self.meta.labels.len() > MAX_ITEMS {
+        if self.meta.capabilities.len() > MAX_ITEMS
+            || self.meta.labels.len() > MAX_ITEMS
+            || self.addrs.len() > MAX_ITEMS
+        {
             return Err("too many items");
+        }
+        if self.addrs.iter().any(|a| a.len() > MAX_FIELD) {
+            return Err("field too long");
         }
         if self.meta.capabilities.iter().any(|c| c.len() > MAX_FIELD)
             || labels_too_long(&self.meta.labels)

@@ -87,7 +87,12 @@ fn roster(ns: &str) -> Option<serde_json::Value> {
 }
 
 fn ids(v: &serde_json::Value) -> Vec<String> {
-    let list = v.get("peers").unwrap_or(v).as_array().cloned().unwrap_or_default();
+    let list = v
+        .get("peers")
+        .unwrap_or(v)
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
     let mut ids: Vec<String> = list
         .iter()
         .filter_map(|p| p["id"].as_str().map(str::to_owned))

@@ -261,6 +261,17 @@ impl Hosts {
         );
         v.insert("service", format!("rc{}-agents", self.tag));
         v.insert("rundir", self.dir.display().to_string());
+        // Bootstrap hosts for sources that need some (dht): four agents
+        // spread over the start order, so churn rarely ends them all.
+        let n = self.sc.agents.max(1);
+        for (name, i) in [
+            ("seed_1", 1),
+            ("seed_2", n / 4 + 1),
+            ("seed_3", n / 2 + 1),
+            ("seed_4", 3 * n / 4 + 1),
+        ] {
+            v.insert(name, self.agent_ip(i.min(n - 1)));
+        }
         v
     }
 
@@ -286,13 +297,16 @@ impl Hosts {
             let id = format!("agent-{i:04}");
             let ip = self.agent_ip(i);
             let addrs = agent_addrs(&self.sc, &["{ip}:{health_port}"], &ip, &id);
+            // An agent's sources may name its own address (a dht listen address).
+            let mut agent_vars = vars.clone();
+            agent_vars.insert("ip", ip.clone());
             let text = agent_config(
                 &self.sc,
                 &id,
                 addrs.clone(),
                 &format!("{ip}:{port}"),
                 false,
-                &vars,
+                &agent_vars,
             )?;
             let cfg_path = self.dir.join(format!("{id}.toml"));
             std::fs::write(&cfg_path, text)?;
