@@ -37,6 +37,7 @@ pub fn build(cfg: &Config, key: Keypair) -> Result<Swarm<Behaviour>, Error> {
             reason: e.to_string(),
         })?;
     let max_meta = cfg.metadata_max_bytes;
+    let ping_interval = cfg.ping_interval;
     let cfg = cfg.clone();
     let swarm = SwarmBuilder::with_existing_identity(key)
         .with_tokio()
@@ -97,12 +98,17 @@ pub fn build(cfg: &Config, key: Keypair) -> Result<Swarm<Behaviour>, Error> {
             }
         })
         .map_err(|e| Error::Host(e.to_string()))?
-        .with_swarm_config(|c| c.with_idle_connection_timeout(cfg_idle()))
+        .with_swarm_config(|c| c.with_idle_connection_timeout(idle_timeout(ping_interval)))
         .build();
     Ok(swarm)
 }
 
-/// Connections stay open while ping runs; this only closes ones nothing uses.
-fn cfg_idle() -> Duration {
-    Duration::from_secs(60)
+/// How long a connection no protocol uses stays open. Ping does not keep a
+/// connection alive, and every connection is pinged: kad's queries open one
+/// to most of a cluster, so at 100 hosts a long timeout meant ~100 pinged
+/// connections per host. A provider's connection that closes is dialled
+/// again at once (host.rs), so a short timeout costs a discoverer one
+/// handshake per provider per timeout, not its liveness.
+fn idle_timeout(ping_interval: Duration) -> Duration {
+    (ping_interval * 5).max(Duration::from_secs(10))
 }

@@ -128,7 +128,10 @@ impl Disc {
         } else {
             env.discoverer(&self.spec.name, self.generation, &self.spec_path)
         };
-        cmd.env("RUST_LOG", "warn")
+        // ROLLCALL_COMPARE_DISC_LOG: a RUST_LOG filter for the discoverers'
+        // logs (disc-NAME-N.log in the work dir), to see why one found nothing.
+        let filter = std::env::var("ROLLCALL_COMPARE_DISC_LOG").unwrap_or_else(|_| "warn".into());
+        cmd.env("RUST_LOG", filter)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(log);
