@@ -7,16 +7,17 @@
 //!   the heal every agent is listed again.
 //!
 //! Needs root (namespaces); `ROLLCALL_SKIP_NETNS=1` skips it, saying so.
-#![cfg(feature = "dht")]
 
 #[path = "../../backend-mdns/tests/common/netns.rs"]
 mod netns;
+mod support;
 
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use netns::{Lan, Proc};
+use support::{daemon_roster_in as roster, roster_ids as ids};
 
 const BIN: &str = env!("CARGO_BIN_EXE_rollcall");
 const AGENTS: usize = 6;
@@ -65,40 +66,6 @@ fn agent(lan: &Lan, k: usize, cfg: &Path, dir: &Path) -> Proc {
         .env("RUST_LOG", "warn")
         .stdout(Stdio::null());
     Proc::spawn(cmd)
-}
-
-/// The daemon's roster, or None while it does not answer.
-fn roster(ns: &str) -> Option<serde_json::Value> {
-    let out = Command::new("ip")
-        .args([
-            "netns",
-            "exec",
-            ns,
-            "curl",
-            "-sf",
-            "http://127.0.0.1:7788/v1/peers",
-        ])
-        .output()
-        .expect("curl (apt-get install curl)");
-    if !out.status.success() {
-        return None;
-    }
-    serde_json::from_slice(&out.stdout).ok()
-}
-
-fn ids(v: &serde_json::Value) -> Vec<String> {
-    let list = v
-        .get("peers")
-        .unwrap_or(v)
-        .as_array()
-        .cloned()
-        .unwrap_or_default();
-    let mut ids: Vec<String> = list
-        .iter()
-        .filter_map(|p| p["id"].as_str().map(str::to_owned))
-        .collect();
-    ids.sort();
-    ids
 }
 
 #[test]

@@ -15,12 +15,14 @@
 
 #[path = "../../backend-mdns/tests/common/netns.rs"]
 mod netns;
+mod support;
 
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use netns::{Lan, Proc};
+use support::daemon_ids_in as daemon_ids;
 
 const BIN: &str = env!("CARGO_BIN_EXE_rollcall");
 
@@ -105,31 +107,6 @@ fn wait_ids(ns: &str, cfg: &Path, dir: &Path, want: &[String]) -> serde_json::Va
         }
         std::thread::sleep(Duration::from_millis(300));
     }
-}
-
-fn daemon_ids(ns: &str) -> Option<Vec<String>> {
-    let out = Command::new("ip")
-        .args([
-            "netns",
-            "exec",
-            ns,
-            "curl",
-            "-sf",
-            "http://127.0.0.1:7788/v1/peers",
-        ])
-        .output()
-        .expect("curl (apt-get install curl)");
-    if !out.status.success() {
-        return None;
-    }
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
-    let list = v.get("peers").unwrap_or(&v).as_array()?.clone();
-    let mut ids: Vec<String> = list
-        .iter()
-        .filter_map(|p| p["id"].as_str().map(str::to_owned))
-        .collect();
-    ids.sort();
-    Some(ids)
 }
 
 fn sigterm(p: &mut Proc) {

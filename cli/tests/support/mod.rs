@@ -134,3 +134,45 @@ pub fn run_compare(
     let v = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
     (v, stdout)
 }
+
+/// The ids on `/v1/peers` of a daemon on 127.0.0.1:7788 inside network
+/// namespace `ns` (asked with curl there), sorted; None while it does not
+/// answer.
+pub fn daemon_ids_in(ns: &str) -> Option<Vec<String>> {
+    daemon_roster_in(ns).map(|v| roster_ids(&v))
+}
+
+/// The roster JSON of that daemon.
+pub fn daemon_roster_in(ns: &str) -> Option<serde_json::Value> {
+    let out = Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            ns,
+            "curl",
+            "-sf",
+            "http://127.0.0.1:7788/v1/peers",
+        ])
+        .output()
+        .expect("curl (apt-get install curl)");
+    if !out.status.success() {
+        return None;
+    }
+    serde_json::from_slice(&out.stdout).ok()
+}
+
+/// The sorted ids of a roster JSON (`{"peers": [...]}` or a bare list).
+pub fn roster_ids(v: &serde_json::Value) -> Vec<String> {
+    let list = v
+        .get("peers")
+        .unwrap_or(v)
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let mut ids: Vec<String> = list
+        .iter()
+        .filter_map(|p| p["id"].as_str().map(str::to_owned))
+        .collect();
+    ids.sort();
+    ids
+}
