@@ -76,7 +76,8 @@ cargo test --workspace --all-features --locked
 # 4. The two-node Docker Swarm (a second and third dockerd in network namespaces).
 if ! skipping ROLLCALL_SKIP_DOCKER && ! skipping ROLLCALL_SKIP_NETNS; then
   say "two-node swarm"
-  cargo test --locked -p backend-swarm --test swarm_two_nodes
+  # The features of step 3 (`--workspace --all-features`), so nothing is rebuilt.
+  cargo test --workspace --all-features --locked --test swarm_two_nodes
 fi
 
 # 5. Fuzzing, bounded: each cargo-fuzz target of fuzz/ for ROLLCALL_FUZZ_SECONDS (default 20 s)

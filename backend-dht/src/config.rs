@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use discovery_core::signed::SigningConfig;
 use serde::{Deserialize, Serialize};
 
 /// Settings of one dht source.
@@ -51,6 +52,10 @@ pub struct Config {
     /// answers; it looks nothing up and dials no provider).
     #[serde(default = "default_discover")]
     pub discover: bool,
+    /// `[sources.NAME.signing]`: sign the metadata this agent answers with, and
+    /// what a discoverer accepts (`require_signed`, `trusted_keys`, `tofu`).
+    #[serde(default)]
+    pub signing: SigningConfig,
 }
 
 impl Default for Config {
@@ -69,6 +74,7 @@ impl Default for Config {
             bootstrap_interval: default_bootstrap_interval(),
             metadata_max_bytes: default_metadata_max_bytes(),
             discover: default_discover(),
+            signing: SigningConfig::default(),
         }
     }
 }

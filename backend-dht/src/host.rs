@@ -21,7 +21,9 @@ use crate::bootstrap;
 use crate::liveness::{self, Providers};
 use crate::metadata::{MetaReply, MetaRequest};
 use crate::metrics_names::{self as m, dropped};
+use crate::signing::{self, Signer};
 use crate::{shards, DhtSource, Error};
+use discovery_core::signed::Verifier;
 
 /// Most providers one source tracks.
 const MAX_PROVIDERS: usize = 10_000;
@@ -30,6 +32,10 @@ const MAX_ROSTER_DIALS: usize = 256;
 
 struct Run<'a> {
     src: &'a DhtSource,
+    /// Checks received metadata (`[sources.NAME.signing]`).
+    verifier: Verifier,
+    /// Signs the metadata this host answers with, when `signing.sign`.
+    signer: Option<&'a Signer>,
     ctx: SourceContext,
     swarm: Swarm<Behaviour>,
     me: PeerId,
@@ -57,10 +63,12 @@ struct Run<'a> {
     identified: HashMap<PeerId, Vec<Multiaddr>>,
 }
 
-pub(crate) async fn run(
-    src: &DhtSource,
+pub(crate) async fn run<'a>(
+    src: &'a DhtSource,
     key: libp2p::identity::Keypair,
     ctx: SourceContext,
+    verifier: Verifier,
+    signer: Option<&'a Signer>,
 ) -> Result<(), Error> {
     let me = key.public().to_peer_id();
     let mut swarm = behaviour::build(&src.cfg, key)?;
@@ -79,6 +87,8 @@ pub(crate) async fn run(
             }
         })?,
         src,
+        verifier,
+        signer,
         swarm,
         me,
         providers: Providers::new(MAX_PROVIDERS, src.cfg.observation_ttl()),
@@ -445,7 +455,10 @@ impl Run<'_> {
             BehaviourEvent::Meta(request_response::Event::Message { peer, message, .. }) => {
                 match message {
                     request_response::Message::Request { channel, .. } => {
-                        let reply = MetaReply::of_local(self.ctx.announce());
+                        let mut reply = MetaReply::of_local(self.ctx.announce());
+                        if let Some(s) = self.signer {
+                            s.sign(&mut reply);
+                        }
                         let _ = self
                             .swarm
                             .behaviour_mut()
@@ -462,9 +475,20 @@ impl Run<'_> {
                                 MetaReply::default()
                             }
                         };
+                        if !self.providers.contains(&peer) {
+                            return;
+                        }
+                        // Rejections are counted (and logged) by the verifier.
+                        let accepted = signing::verify(&self.verifier, &response, &peer).is_ok();
                         if let Some(p) = self.providers.get_mut(&peer) {
-                            p.meta = Some(response);
-                            self.report(&peer).await;
+                            if accepted {
+                                p.meta = Some(response);
+                                self.report(&peer).await;
+                            } else if p.meta.is_none() {
+                                // Never listed: not signed as required, or
+                                // by a key not bound to its agent id.
+                                p.rejected = true;
+                            }
                         }
                     }
                 }

@@ -17,8 +17,12 @@ mod liveness;
 pub mod metadata;
 mod metrics_names;
 pub mod shards;
+mod signing;
+
+use std::sync::{Arc, OnceLock};
 
 use async_trait::async_trait;
+use discovery_core::signed::Verifier;
 use discovery_core::{DiscoverySource, SourceContext, SourceError};
 
 pub use bootstrap::BootstrapAddr;
@@ -31,6 +35,10 @@ pub struct DhtSource {
     cfg: Config,
     bootstrap: Vec<BootstrapAddr>,
     listen: Vec<libp2p::Multiaddr>,
+    /// Kept across restarts of the source: pinned keys and last sequences
+    /// must outlive a restart, or a replay would pass after one.
+    verifier: Arc<OnceLock<Verifier>>,
+    signer: Arc<OnceLock<signing::Signer>>,
 }
 
 impl DhtSource {
@@ -71,10 +79,15 @@ impl DhtSource {
                 reason: e.to_string(),
             }
         })?;
+        cfg.signing
+            .validate()
+            .map_err(|(key, reason)| Error::Config { key, reason })?;
         Ok(DhtSource {
             cfg,
             bootstrap,
             listen,
+            verifier: Arc::default(),
+            signer: Arc::default(),
         })
     }
 
@@ -97,7 +110,15 @@ impl DiscoverySource for DhtSource {
             .map_err(|e| SourceError(Box::new(Error::Identity(e.to_string()))))?;
         let key = libp2p::identity::Keypair::from_protobuf_encoding(&bytes)
             .map_err(|e| SourceError(Box::new(Error::Identity(e.to_string()))))?;
-        host::run(self, key, ctx)
+        let verifier = self
+            .verifier
+            .get_or_init(|| Verifier::new(self.cfg.signing.clone(), ctx.name.clone()))
+            .clone();
+        let signer = self.cfg.signing.sign.then(|| {
+            self.signer
+                .get_or_init(|| signing::Signer::new(identity.clone()))
+        });
+        host::run(self, key, ctx, verifier, signer)
             .await
             .map_err(|e| SourceError(Box::new(e)))
     }

@@ -20,6 +20,9 @@ pub struct Provider {
     pub meta: Option<MetaReply>,
     /// Whether it answered since it was found (an observation exists).
     pub reported: bool,
+    /// Its metadata was refused by the signature checks: it is not listed,
+    /// and the first sync does not wait for it.
+    pub rejected: bool,
 }
 
 /// Providers found by lookups, bounded.
@@ -71,7 +74,10 @@ impl Providers {
 
     /// Providers found but not reported yet.
     pub fn unreported(&self) -> usize {
-        self.map.values().filter(|p| !p.reported).count()
+        self.map
+            .values()
+            .filter(|p| !p.reported && !p.rejected)
+            .count()
     }
 
     /// Reported providers.

@@ -1,9 +1,8 @@
 //! `/rollcall/meta/1.0.0`: a small request-response protocol that asks a
 //! provider for its agent id and metadata. Replies are bounded in bytes (the
 //! codec) and in fields (`validate`); anything else is counted and dropped.
-//!
-//! Signed metadata (a later change) belongs here: verify `MetaReply` against
-//! the sender's peer id in `validate` before it becomes an observation.
+//! With `[sources.NAME.signing]` a reply carries a sequence, a timestamp and
+//! a signature (see `signing.rs`); fields unknown to older peers default.
 
 use std::collections::BTreeMap;
 
@@ -34,6 +33,29 @@ pub struct MetaReply {
     /// its libp2p host), as multiaddr text. Absent from older peers.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub addrs: Vec<String>,
+    /// The signer's sequence (signed replies only).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub sequence: u64,
+    /// Unix time in milliseconds when it was signed (signed replies only).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub timestamp: u64,
+    /// The signature, if the agent signs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signature: Option<WireSig>,
+}
+
+/// A reply's signature: hex of the libp2p protobuf-encoded public key, and
+/// hex of the ed25519 signature (the encoding of the nats protocol).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WireSig {
+    /// The public key.
+    pub key: String,
+    /// The signature of the canonical bytes.
+    pub sig: String,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 impl MetaReply {
@@ -44,6 +66,7 @@ impl MetaReply {
                 id: Some(l.id.clone()),
                 meta: l.meta.clone(),
                 addrs: l.addrs.iter().map(ToString::to_string).collect(),
+                ..MetaReply::default()
             },
             None => MetaReply::default(),
         }
@@ -63,6 +86,13 @@ impl MetaReply {
             || self.addrs.len() > MAX_ITEMS
         {
             return Err("too many items");
+        }
+        if self
+            .signature
+            .as_ref()
+            .is_some_and(|s| s.key.len() > MAX_FIELD || s.sig.len() > MAX_FIELD)
+        {
+            return Err("field too long");
         }
         if self.addrs.iter().any(|a| a.len() > MAX_FIELD) {
             return Err("field too long");

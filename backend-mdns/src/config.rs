@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use discovery_core::signed::SigningConfig;
 use serde::{Deserialize, Serialize};
 
 use crate::names::ServiceName;
@@ -73,6 +74,12 @@ pub struct Config {
     /// An agent also discovers the others (false: announce only).
     #[serde(default = "default_true")]
     pub discover: bool,
+    /// `[sources.NAME.signing]`: sign every packet this agent sends with the
+    /// identity key, and what a discoverer accepts (`require_signed`,
+    /// `trusted_keys`, `tofu`). go-libp2p, rust-libp2p and avahi cannot sign:
+    /// `require_signed` leaves them out.
+    #[serde(default)]
+    pub signing: SigningConfig,
 }
 
 fn default_port() -> u16 {
@@ -117,6 +124,7 @@ impl Default for Config {
             max_peers: default_max_peers(),
             max_addrs_per_peer: default_max_addrs_per_peer(),
             discover: true,
+            signing: SigningConfig::default(),
         }
     }
 }
@@ -166,6 +174,9 @@ impl Config {
         if self.max_peers == 0 || self.max_addrs_per_peer == 0 {
             return bad("max_peers", "max_peers and max_addrs_per_peer must be > 0");
         }
+        self.signing
+            .validate()
+            .map_err(|(key, reason)| Error::Config { key, reason })?;
         for i in &self.interfaces {
             if i.contains('/') && i.parse::<ipnet::IpNet>().is_err() {
                 return bad("interfaces", &format!("`{i}` is neither a name nor a CIDR"));

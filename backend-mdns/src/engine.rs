@@ -17,9 +17,11 @@ use crate::drops::Drops;
 use crate::interfaces::{self, Iface};
 use crate::names::{self, ServiceName};
 use crate::observe::{self, LIBP2P_META_PREFIX};
-use crate::packet::{self, Announcement, Packet};
+use crate::packet::{self, Announcement, BuildError, Packet};
+use crate::signing::{self, Signed, Signer};
 use crate::socket::{self, Sockets};
 use crate::Error;
+use discovery_core::signed::{Reason, Verifier};
 
 /// Least time between two multicast answers on one interface. RFC 6762 asks
 /// for 1 s per record; a cold discoverer must not wait that long, so answers
@@ -40,9 +42,23 @@ struct Responder {
     /// answer waiting for its turn.
     last_answer: HashMap<(String, bool), Instant>,
     pending: HashMap<(String, bool), Instant>,
+    /// Signs every packet, with `signing.sign`.
+    signer: Option<Arc<Signer>>,
 }
 
-pub(crate) async fn run(cfg: Arc<Config>, ctx: &SourceContext) -> Result<(), Error> {
+/// What a run keeps from its source across restarts.
+pub(crate) struct Keep<'a> {
+    /// Checks received sightings.
+    pub verifier: &'a Verifier,
+    /// The signer, made on first use (with `signing.sign`).
+    pub signer: &'a std::sync::OnceLock<Arc<Signer>>,
+}
+
+pub(crate) async fn run(
+    cfg: Arc<Config>,
+    ctx: &SourceContext,
+    keep: Keep<'_>,
+) -> Result<(), Error> {
     let service = cfg.service()?;
     let ifaces = interfaces::select(&cfg.interfaces, cfg.allow_loopback, cfg.ipv4, cfg.ipv6)
         .map_err(|e| Error::NoInterface(format!("cannot list interfaces: {e}")))?;
@@ -57,7 +73,7 @@ pub(crate) async fn run(cfg: Arc<Config>, ctx: &SourceContext) -> Result<(), Err
     let announce = ctx.announce().cloned();
     let discover = announce.is_none() || cfg.discover;
     let mut responder = match &announce {
-        Some(local) => Some(responder(&cfg, &service, local, &ifaces, ctx)?),
+        Some(local) => Some(responder(&cfg, &service, local, &ifaces, ctx, keep.signer)?),
         None => None,
     };
     tracing::info!(source = %ctx.name, service = %service.text, flavour = ?cfg.flavour,
@@ -91,7 +107,7 @@ pub(crate) async fn run(cfg: Arc<Config>, ctx: &SourceContext) -> Result<(), Err
             r = sock.recv(&mut buf4, &mut buf6) => match r {
                 Ok((v6, n, src)) => {
                     let bytes = if v6 { buf6[..n].to_vec() } else { buf4[..n].to_vec() };
-                    handle(&cfg, &service, &sock, &ifaces, &drops, ctx, &mut responder, &mut peers, discover, &bytes, src).await;
+                    handle(&cfg, &service, &sock, &ifaces, &drops, ctx, keep.verifier, &mut responder, &mut peers, discover, &bytes, src).await;
                 }
                 Err(e) => tracing::debug!(source = %ctx.name, error = %e, "mdns receive failed"),
             },
@@ -100,7 +116,18 @@ pub(crate) async fn run(cfg: Arc<Config>, ctx: &SourceContext) -> Result<(), Err
         if announce_at.is_some_and(|t| t <= now) {
             if let Some(r) = &mut responder {
                 for (iface, a) in &r.by_iface {
-                    send_answer(&cfg, &service, &sock, iface, None, a, false, &drops).await;
+                    send_answer(
+                        &cfg,
+                        &service,
+                        &sock,
+                        iface,
+                        None,
+                        a,
+                        false,
+                        r.signer.as_deref(),
+                        &drops,
+                    )
+                    .await;
                     r.last_answer.insert((iface.name.clone(), false), now);
                     r.last_answer.insert((iface.name.clone(), true), now);
                 }
@@ -118,7 +145,18 @@ pub(crate) async fn run(cfg: Arc<Config>, ctx: &SourceContext) -> Result<(), Err
             for key in due {
                 r.pending.remove(&key);
                 if let Some((iface, a)) = r.by_iface.iter().find(|(i, _)| i.name == key.0) {
-                    send_answer(&cfg, &service, &sock, iface, Some(key.1), a, false, &drops).await;
+                    send_answer(
+                        &cfg,
+                        &service,
+                        &sock,
+                        iface,
+                        Some(key.1),
+                        a,
+                        false,
+                        r.signer.as_deref(),
+                        &drops,
+                    )
+                    .await;
                     r.last_answer.insert(key, now);
                 }
             }
@@ -153,7 +191,18 @@ pub(crate) async fn run(cfg: Arc<Config>, ctx: &SourceContext) -> Result<(), Err
     // Goodbyes: every record with TTL 0.
     if let Some(r) = &responder {
         for (iface, a) in &r.by_iface {
-            send_answer(&cfg, &service, &sock, iface, None, a, true, &drops).await;
+            send_answer(
+                &cfg,
+                &service,
+                &sock,
+                iface,
+                None,
+                a,
+                true,
+                r.signer.as_deref(),
+                &drops,
+            )
+            .await;
         }
     }
     Ok(())
@@ -167,6 +216,7 @@ async fn handle(
     ifaces: &[Iface],
     drops: &Drops,
     ctx: &SourceContext,
+    verifier: &Verifier,
     responder: &mut Option<Responder>,
     peers: &mut Peers,
     discover: bool,
@@ -216,7 +266,7 @@ async fn handle(
             if ours.iter().all(|(_, _, qu)| *qu) {
                 // QU: answer the asker directly.
                 for (_, a) in &targets {
-                    if let Ok(pkts) = packet::response(service, a, false, cfg.max_packet_size) {
+                    if let Ok(pkts) = build(cfg, service, a, false, r.signer.as_deref()) {
                         for p in pkts {
                             let _ = sock.send_to(&p, src).await;
                         }
@@ -236,7 +286,18 @@ async fn handle(
                         }
                     }
                     _ => {
-                        send_answer(cfg, service, sock, i, Some(v6), a, false, drops).await;
+                        send_answer(
+                            cfg,
+                            service,
+                            sock,
+                            i,
+                            Some(v6),
+                            a,
+                            false,
+                            r.signer.as_deref(),
+                            drops,
+                        )
+                        .await;
                         r.last_answer.insert(key, now);
                     }
                 }
@@ -247,19 +308,22 @@ async fn handle(
                 return;
             }
             for s in sightings {
+                let parsed = observe::observation(&s, cfg.flavour, service_is_tcp(service));
+                if !accept(cfg, service, verifier, &s, parsed.as_ref().ok()) {
+                    // Counted by reason in rollcall_records_rejected_total.
+                    continue;
+                }
                 if s.ttl == 0 {
-                    let key = peers.goodbye(&s.instance).or_else(|| {
-                        observe::observation(&s, cfg.flavour, service_is_tcp(service))
-                            .ok()
-                            .map(|o| o.key)
-                    });
+                    let key = peers
+                        .goodbye(&s.instance)
+                        .or_else(|| parsed.as_ref().ok().map(|o| o.key.clone()));
                     if let Some(key) = key {
                         tracing::debug!(source = %ctx.name, key = %key, "mdns goodbye");
                         let _ = ctx.events.remove(key).await;
                     }
                     continue;
                 }
-                let mut obs = match observe::observation(&s, cfg.flavour, service_is_tcp(service)) {
+                let mut obs = match parsed {
                     Ok(o) => o,
                     Err(reason) => {
                         drops.count(reason);
@@ -295,6 +359,87 @@ async fn handle(
     }
 }
 
+/// Whether a sighting passes the source's signature checks. The claims are
+/// what the packet says: the agent id (or the key), and the peer id of the
+/// `dnsaddr` strings (libp2p) or of DNS-SD's `peer_id=` strings, all of
+/// which must be the signer's.
+fn accept(
+    cfg: &Config,
+    service: &ServiceName,
+    verifier: &Verifier,
+    s: &packet::Sighting,
+    obs: Option<&discovery_core::Observation>,
+) -> bool {
+    let (host, port) = s.srv.as_ref().map_or(("", 0), |(h, p)| (h.as_str(), *p));
+    let signed = Signed {
+        flavour: cfg.flavour,
+        service: &service.text,
+        instance: &s.instance,
+        host,
+        port,
+        ips: &s.ips,
+        goodbye: s.ttl == 0,
+        txt: &s.txt,
+        host_txt: &s.host_txt,
+    };
+    let agent_id = obs
+        .and_then(|o| o.aliases.iter().find(|a| a.kind == AliasKind::AgentId))
+        .map(|a| a.value.as_str())
+        .or(obs.map(|o| o.key.as_str()))
+        .unwrap_or(&s.instance);
+    let mut claimed = obs
+        .into_iter()
+        .flat_map(|o| o.aliases.iter())
+        .filter(|a| a.kind == AliasKind::PeerId)
+        .map(|a| a.value.as_str());
+    let first = claimed.next();
+    match signing::verify(verifier, &signed, agent_id, first) {
+        Err(_) => false,
+        Ok(v) => {
+            let Some(signer) = v.peer_id.map(|p| p.to_string()) else {
+                return true;
+            };
+            if claimed.any(|p| p != signer) {
+                verifier.reject(Reason::KeyMismatch, agent_id);
+                return false;
+            }
+            true
+        }
+    }
+}
+
+/// The packets of `a`, each signed on its own when there is a signer.
+fn build(
+    cfg: &Config,
+    service: &ServiceName,
+    a: &Announcement,
+    goodbye: bool,
+    signer: Option<&Signer>,
+) -> Result<Vec<Vec<u8>>, BuildError> {
+    let Some(signer) = signer else {
+        return packet::response(service, a, goodbye, cfg.max_packet_size);
+    };
+    let host = names::text(&a.host);
+    let seal = |txt: &[String], goodbye: bool| {
+        let strings = signer.strings(&Signed {
+            flavour: cfg.flavour,
+            service: &service.text,
+            instance: &a.instance,
+            host: &host,
+            port: a.port,
+            ips: &a.ips,
+            goodbye,
+            txt,
+            host_txt: &a.host_txt,
+        });
+        match cfg.flavour {
+            Flavour::Libp2p => (Vec::new(), strings),
+            Flavour::DnsSd => (strings, Vec::new()),
+        }
+    };
+    packet::response_sealed(service, a, goodbye, cfg.max_packet_size, Some(&seal))
+}
+
 fn service_is_tcp(service: &ServiceName) -> bool {
     service.text.contains("._tcp.")
 }
@@ -309,9 +454,10 @@ async fn send_answer(
     family: Option<bool>,
     a: &Announcement,
     goodbye: bool,
+    signer: Option<&Signer>,
     drops: &Drops,
 ) {
-    match packet::response(service, a, goodbye, cfg.max_packet_size) {
+    match build(cfg, service, a, goodbye, signer) {
         Ok(pkts) => {
             for p in pkts {
                 if let Err(e) = sock.send_multicast(iface, family, &p).await {
@@ -333,20 +479,39 @@ fn responder(
     local: &LocalPeer,
     ifaces: &[Iface],
     ctx: &SourceContext,
+    keep_signer: &std::sync::OnceLock<Arc<Signer>>,
 ) -> Result<Responder, Error> {
+    let identity = || {
+        discovery_core::identity::load_or_create(&ctx.identity_file)
+            .map_err(|e| Error::Identity(e.to_string()))
+    };
+    let signer = match (cfg.signing.sign, keep_signer.get()) {
+        (false, _) => None,
+        (true, Some(s)) => Some(s.clone()),
+        (true, None) => {
+            let id = identity()?;
+            Some(
+                keep_signer
+                    .get_or_init(|| Arc::new(Signer::new(id)))
+                    .clone(),
+            )
+        }
+    };
     let (instance, peer_id) = match cfg.flavour {
         Flavour::Libp2p => {
-            let id = discovery_core::identity::load_or_create(&ctx.identity_file)
-                .map_err(|e| Error::Identity(e.to_string()))?;
+            let id = identity()?;
             (names::random_label(32, 63), Some(id.peer_id().to_string()))
         }
         Flavour::DnsSd => (
             local.id.clone(),
-            local
-                .aliases
-                .iter()
-                .find(|a| a.kind == AliasKind::PeerId)
-                .map(|a| a.value.clone()),
+            // A signing agent's peer id is its key's (the signature proves it).
+            signer.as_ref().map(|s| s.peer_id()).or_else(|| {
+                local
+                    .aliases
+                    .iter()
+                    .find(|a| a.kind == AliasKind::PeerId)
+                    .map(|a| a.value.clone())
+            }),
         ),
     };
     let host_label = names::random_label(32, 63);
@@ -386,7 +551,7 @@ fn responder(
             cache_flush: cfg.flavour == Flavour::DnsSd,
         };
         // Fails early if even the smallest packet is too large.
-        packet::response(service, &a, false, cfg.max_packet_size)
+        build(cfg, service, &a, false, signer.as_deref())
             .map_err(|e| Error::Packet(e.to_string()))?;
         by_iface.push((iface.clone(), a));
     }
@@ -400,6 +565,7 @@ fn responder(
         host_text: names::text(&host),
         last_answer: HashMap::new(),
         pending: HashMap::new(),
+        signer,
     })
 }
 

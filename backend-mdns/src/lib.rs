@@ -33,11 +33,15 @@ mod meta;
 pub mod names;
 pub mod observe;
 pub mod packet;
+mod signing;
 mod socket;
 
 use std::sync::Arc;
 
+use std::sync::OnceLock;
+
 use async_trait::async_trait;
+use discovery_core::signed::Verifier;
 use discovery_core::{DiscoverySource, SourceContext, SourceError};
 
 pub use config::{Config, Flavour};
@@ -77,6 +81,10 @@ pub enum Error {
 #[derive(Debug)]
 pub struct MdnsSource {
     config: Arc<Config>,
+    /// Kept across restarts of the source: pinned keys and last sequences
+    /// must outlive a restart, or a replay would pass after one.
+    verifier: OnceLock<Verifier>,
+    signer: OnceLock<Arc<signing::Signer>>,
 }
 
 impl MdnsSource {
@@ -85,6 +93,8 @@ impl MdnsSource {
         config.validate()?;
         Ok(MdnsSource {
             config: Arc::new(config),
+            verifier: OnceLock::new(),
+            signer: OnceLock::new(),
         })
     }
 
@@ -97,7 +107,15 @@ impl MdnsSource {
 #[async_trait]
 impl DiscoverySource for MdnsSource {
     async fn run(&self, ctx: SourceContext) -> Result<(), SourceError> {
-        match engine::run(self.config.clone(), &ctx).await {
+        // One answer arrives once per family and socket: repeats are not replays.
+        let verifier = self.verifier.get_or_init(|| {
+            Verifier::new(self.config.signing.clone(), ctx.name.clone()).accepting_repeats()
+        });
+        let keep = engine::Keep {
+            verifier,
+            signer: &self.signer,
+        };
+        match engine::run(self.config.clone(), &ctx, keep).await {
             Ok(()) => Ok(()),
             Err(e) => {
                 tracing::warn!(source = %ctx.name, error = %e, "mdns source failed");
@@ -108,6 +126,6 @@ impl DiscoverySource for MdnsSource {
     }
 
     fn uses_identity(&self) -> bool {
-        self.config.flavour == Flavour::Libp2p
+        self.config.flavour == Flavour::Libp2p || self.config.signing.sign
     }
 }

@@ -49,12 +49,29 @@ pub enum BuildError {
     Encode(String),
 }
 
+/// Extra TXT strings for one packet, from the instance TXT strings that
+/// packet carries and whether it is a goodbye: `(instance TXT, host TXT)`
+/// strings to append (a signature, see `signing.rs`).
+pub type Seal<'a> = dyn Fn(&[String], bool) -> (Vec<String>, Vec<String>) + 'a;
+
 /// The response packets for `a`; with `goodbye` every TTL is 0.
 pub fn response(
     service: &ServiceName,
     a: &Announcement,
     goodbye: bool,
     max: usize,
+) -> Result<Vec<Vec<u8>>, BuildError> {
+    response_sealed(service, a, goodbye, max, None)
+}
+
+/// [`response`], with `seal`'s strings added to each packet (computed for
+/// that packet's own TXT strings, so every packet verifies on its own).
+pub fn response_sealed(
+    service: &ServiceName,
+    a: &Announcement,
+    goodbye: bool,
+    max: usize,
+    seal: Option<&Seal<'_>>,
 ) -> Result<Vec<Vec<u8>>, BuildError> {
     let instance = service
         .instance(&a.instance)
@@ -65,7 +82,17 @@ pub fn response(
         // Greedily the most TXT strings that fit, at least one (if any).
         let mut n = rest.len();
         let bytes = loop {
-            let b = encode(service, &instance, a, &rest[..n], goodbye)?;
+            let b = match seal {
+                None => encode(service, &instance, a, &rest[..n], goodbye)?,
+                Some(seal) => {
+                    let (txt_extra, host_extra) = seal(&rest[..n], goodbye);
+                    let mut txt = rest[..n].to_vec();
+                    txt.extend(txt_extra);
+                    let mut sealed = a.clone();
+                    sealed.host_txt.extend(host_extra);
+                    encode(service, &instance, &sealed, &txt, goodbye)?
+                }
+            };
             if b.len() <= max {
                 break b;
             }

@@ -9,7 +9,11 @@
 //! * a partition (two hosts' links down) drops the far side after its TTL,
 //!   and the heal brings it back;
 //! * on a LAN with no IPv4 address at all, both flavours find their agents
-//!   over IPv6 (ff02::fb, AAAA) with their /ip6 addresses.
+//!   over IPv6 (ff02::fb, AAAA) with their /ip6 addresses;
+//! * signed announcements, both flavours: a daemon with `require_signed`
+//!   lists the signing agents and not the unsigned one, keeps the first key
+//!   of an agent id when a second key claims it (trust on first use), honours
+//!   a signed goodbye; `trusted_keys` narrows a cold `rollcall peers`.
 //!
 //! Needs root (namespaces); `ROLLCALL_SKIP_NETNS=1` skips it, saying so.
 
@@ -53,6 +57,11 @@ interfaces = ["eth0"]
 }
 
 fn agent(lan: &Lan, k: usize, cfg: &Path, dir: &Path) -> Proc {
+    agent_as(lan, k, cfg, dir, &format!("agent-{}", k + 1))
+}
+
+/// An agent on host `k` announcing the agent id `id` (key file `id-<k>.key`).
+fn agent_as(lan: &Lan, k: usize, cfg: &Path, dir: &Path, id: &str) -> Proc {
     let h = &lan.hosts[k];
     let addr = if h.ip.is_empty() {
         format!("[{}]:9000", h.ip6)
@@ -62,7 +71,7 @@ fn agent(lan: &Lan, k: usize, cfg: &Path, dir: &Path) -> Proc {
     let mut cmd = Command::new("ip");
     cmd.args(["netns", "exec", &h.ns, BIN, "agent", "-c"])
         .arg(cfg)
-        .env("ROLLCALL__LOCAL__ID", format!("agent-{}", k + 1))
+        .env("ROLLCALL__LOCAL__ID", id)
         .env("ROLLCALL__LOCAL__ADDRS", addr)
         .env("ROLLCALL__IDENTITY__FILE", dir.join(format!("id-{k}.key")))
         .env("RUST_LOG", "warn")
@@ -332,4 +341,177 @@ fn ipv6_only_lan_both_flavours_found_over_ff02_fb() {
             assert_eq!(p["status"], "idle", "{p:#}");
         }
     }
+}
+
+/// `[sources.lan]` (libp2p flavour, the CHORUS tag) and `[sources.sd]`
+/// (DNS-SD), both with `signing` set to `signing`.
+fn signed_sources(signing: &str) -> String {
+    format!(
+        r#"service_name = "CHORUS-peer-discovery.local"
+[sources.lan.signing]
+{signing}
+
+[sources.sd]
+type = "mdns"
+flavour = "dns-sd"
+interfaces = ["eth0"]
+[sources.sd.signing]
+{signing}
+"#
+    )
+}
+
+/// A counter of the daemon in `ns` summed over its labels that contain `labels`.
+fn daemon_counter(ns: &str, name: &str, labels: &str) -> u64 {
+    let out = Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            ns,
+            "curl",
+            "-sf",
+            "http://127.0.0.1:7788/metrics",
+        ])
+        .output()
+        .expect("curl");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| l.starts_with(name) && l.contains(labels))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum::<f64>() as u64
+}
+
+fn peer_id_in(roster: &serde_json::Value, id: &str) -> Option<String> {
+    roster["peers"].as_array()?.iter().find(|p| p["id"] == id)?["aliases"]
+        .as_array()?
+        .iter()
+        .find(|a| a["kind"] == "peer_id")?["value"]
+        .as_str()
+        .map(str::to_owned)
+}
+
+#[test]
+fn signed_announcements_keep_unsigned_and_rogue_agents_out() {
+    if netns::skip("mdns signed netns LAN test") {
+        return;
+    }
+    let lan = Lan::new(6);
+    let dir = tempfile::tempdir().unwrap();
+    let signs = config(dir.path(), "signs.toml", &signed_sources("sign = true"));
+    let plain = config(dir.path(), "plain.toml", &signed_sources("sign = false"));
+    let strict = config(
+        dir.path(),
+        "strict.toml",
+        &signed_sources("require_signed = true"),
+    );
+    let mut agents = vec![
+        agent(&lan, 0, &signs, dir.path()),
+        agent(&lan, 1, &signs, dir.path()),
+        // Cannot sign (or go-libp2p, rust-libp2p, avahi): never listed.
+        agent(&lan, 2, &plain, dir.path()),
+    ];
+    let disc = &lan.hosts[5].ns;
+    let mut daemon = {
+        let mut cmd = Command::new("ip");
+        cmd.args(["netns", "exec", disc, BIN, "run", "-c"])
+            .arg(&strict)
+            .env("ROLLCALL__IDENTITY__FILE", dir.path().join("daemon.key"))
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null());
+        Proc::spawn(cmd)
+    };
+    let want: Vec<String> = vec!["agent-1".into(), "agent-2".into()];
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while daemon_ids(disc).as_deref() != Some(&want[..]) {
+        assert!(
+            Instant::now() < deadline,
+            "the require_signed daemon saw {:?}",
+            daemon_ids(disc)
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let roster = support::daemon_roster_in(disc).unwrap();
+    for p in roster["peers"].as_array().unwrap() {
+        let sources: Vec<&str> = p["sources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|s| s["name"].as_str())
+            .collect();
+        assert!(
+            sources.contains(&"lan") && sources.contains(&"sd"),
+            "both flavours' signed records, one peer: {p:#}"
+        );
+    }
+    let first_key = peer_id_in(&roster, "agent-1").expect("agent-1's peer id");
+    let unsigned_deadline = Instant::now() + Duration::from_secs(10);
+    while daemon_counter(
+        disc,
+        "rollcall_records_rejected_total",
+        "reason=\"unsigned\"",
+    ) == 0
+    {
+        assert!(
+            Instant::now() < unsigned_deadline,
+            "the unsigned agent's records were not counted as rejected"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+
+    // A second key claims agent-1, correctly signed with its own key.
+    agents.push(agent_as(&lan, 3, &signs, dir.path(), "agent-1"));
+    let conflict_deadline = Instant::now() + Duration::from_secs(10);
+    while daemon_counter(
+        disc,
+        "rollcall_records_rejected_total",
+        "reason=\"identity_conflict\"",
+    ) == 0
+    {
+        assert!(
+            Instant::now() < conflict_deadline,
+            "the second key's claim on agent-1 was not refused"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // Its second announcement (1 s after the first) is refused too.
+    std::thread::sleep(Duration::from_millis(1500));
+    let roster = support::daemon_roster_in(disc).unwrap();
+    assert_eq!(support::roster_ids(&roster), want, "{roster:#}");
+    assert_eq!(
+        peer_id_in(&roster, "agent-1").as_deref(),
+        Some(first_key.as_str()),
+        "agent-1 is still the first key's: {roster:#}"
+    );
+
+    // A signed goodbye is honoured at once.
+    sigterm(&mut agents[1]);
+    let gone = Instant::now();
+    while daemon_ids(disc).as_deref() != Some(&want[..1]) {
+        assert!(
+            gone.elapsed() < Duration::from_secs(3),
+            "signed goodbye not honoured: daemon saw {:?}",
+            daemon_ids(disc)
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    eprintln!("signed goodbye seen after {:?}", gone.elapsed());
+    sigterm(&mut daemon);
+
+    // trusted_keys: only agent-1's first key, bound to agent-1. The rogue on
+    // host 4 claims agent-1 too; a cold discoverer without pins refuses it
+    // because its key is not on the list.
+    let trusting = config(
+        dir.path(),
+        "trusting.toml",
+        &signed_sources(&format!(
+            "require_signed = true\ntrusted_keys = [{{ peer_id = \"{first_key}\", id = \"agent-1\" }}]"
+        )),
+    );
+    let v = wait_ids(&lan.hosts[4].ns, &trusting, dir.path(), &want[..1]);
+    assert_eq!(ids(&v), want[..1], "{v:#}");
+    assert_eq!(
+        peer_id_in(&v, "agent-1").as_deref(),
+        Some(first_key.as_str()),
+        "{v:#}"
+    );
 }

@@ -129,6 +129,28 @@ fn replays_are_rejected() {
 }
 
 #[test]
+fn a_verifier_accepting_repeats_takes_the_same_record_twice_but_no_older_one() {
+    let id = Identity::ephemeral();
+    let v = verifier(SigningConfig::default()).accepting_repeats();
+    let s5 = sign(&id, &canon("a", 5));
+    assert_eq!(check(&v, "a", 5, NOW, Some(&s5)), Ok(()));
+    assert_eq!(
+        check(&v, "a", 5, NOW, Some(&s5)),
+        Ok(()),
+        "a second delivery"
+    );
+    let s4 = sign(&id, &canon("a", 4));
+    assert_eq!(check(&v, "a", 4, NOW, Some(&s4)), Err(Reason::Replayed));
+    let s6 = sign(&id, &canon("a", 6));
+    assert_eq!(check(&v, "a", 6, NOW, Some(&s6)), Ok(()));
+    assert_eq!(
+        check(&v, "a", 5, NOW, Some(&s5)),
+        Err(Reason::Replayed),
+        "the record before the last one is a replay"
+    );
+}
+
+#[test]
 fn tofu_pins_the_first_key_and_refuses_downgrades() {
     let id = Identity::ephemeral();
     let rogue = Identity::ephemeral();

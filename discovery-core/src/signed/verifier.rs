@@ -76,8 +76,9 @@ pub struct Verified {
 
 #[derive(Debug, Default)]
 struct State {
-    /// Per key: last accepted sequence and its timestamp.
-    last: HashMap<PeerId, (u64, u64)>,
+    /// Per key: last accepted sequence, its timestamp, and a digest of its
+    /// signature (to tell a second delivery of that record from a replay).
+    last: HashMap<PeerId, (u64, u64, u64)>,
     /// Agent id -> pinned key.
     pinned: HashMap<String, PeerId>,
 }
@@ -89,6 +90,15 @@ pub struct Verifier {
     trusted: Arc<HashMap<PeerId, Option<String>>>,
     source: Arc<str>,
     state: Arc<Mutex<State>>,
+    repeats_ok: bool,
+}
+
+/// A digest of a signature, to recognise a repeat of the same record.
+fn digest(sig: &[u8]) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    sig.hash(&mut h);
+    h.finish()
 }
 
 fn now_ms() -> u64 {
@@ -119,7 +129,18 @@ impl Verifier {
             trusted: Arc::new(trusted),
             source,
             state: Arc::default(),
+            repeats_ok: false,
         }
+    }
+
+    /// Accepts a second delivery of the last accepted record of a key (the
+    /// same sequence, the same signature) instead of rejecting it as
+    /// replayed. For multicast DNS, where one answer goes out on IPv4 and
+    /// IPv6 and may arrive on several sockets: the repeat says nothing the
+    /// record did not, and a stale record (a lower sequence) is still refused.
+    pub fn accepting_repeats(mut self) -> Self {
+        self.repeats_ok = true;
+        self
     }
 
     /// The configuration.
@@ -188,8 +209,11 @@ impl Verifier {
         if c.timestamp_ms.abs_diff(now_ms) > skew {
             return Err(Reason::Expired);
         }
-        if let Some(&(seq, _)) = st.last.get(&peer) {
-            if c.sequence <= seq {
+        let digest = digest(&sig.sig);
+        let mut repeat = false;
+        if let Some(&(seq, _, last_digest)) = st.last.get(&peer) {
+            repeat = self.repeats_ok && c.sequence == seq && digest == last_digest;
+            if c.sequence <= seq && !repeat {
                 return Err(Reason::Replayed);
             }
         }
@@ -199,6 +223,11 @@ impl Verifier {
                 return Err(Reason::IdentityConflict);
             }
         }
+        if repeat {
+            return Ok(Verified {
+                peer_id: Some(peer),
+            });
+        }
         let new_key = !st.last.contains_key(&peer);
         let new_pin = self.cfg.tofu && pinned.is_none();
         if (new_key && st.last.len() >= self.cfg.max_keys)
@@ -207,12 +236,12 @@ impl Verifier {
             // Keys silent for longer than the skew window can only send
             // records that are rejected as expired anyway: forget them.
             let horizon = now_ms.saturating_sub(skew);
-            st.last.retain(|_, (_, ts)| *ts >= horizon);
+            st.last.retain(|_, (_, ts, _)| *ts >= horizon);
             if st.last.len() >= self.cfg.max_keys || st.pinned.len() >= self.cfg.max_keys {
                 return Err(Reason::Capacity);
             }
         }
-        st.last.insert(peer, (c.sequence, c.timestamp_ms));
+        st.last.insert(peer, (c.sequence, c.timestamp_ms, digest));
         if new_pin {
             st.pinned.insert(c.agent_id.to_owned(), peer);
         }
