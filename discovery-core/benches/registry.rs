@@ -1,6 +1,8 @@
 //! Merge throughput and memory per peer: 1k, 10k and 100k peers, each seen by 3 sources.
 //!
 //! Run: `cargo bench -p discovery-core --bench registry` (one size: add `-- /10k`).
+//! Under a profiler, `ROLLCALL_BENCH_CRITERION_ONLY=1` skips the memory and
+//! CPU-time passes, e.g. `... --bench registry -- --bench cold_load/10k --profile-time 8`.
 
 use std::alloc::System;
 use std::time::{Duration, SystemTime};
@@ -212,6 +214,12 @@ fn cpu_throughput(peers: usize, runs: usize) {
 criterion_group!(benches, bench);
 
 fn main() {
+    // `ROLLCALL_BENCH_CRITERION_ONLY=1`: criterion's cases alone (for a profiler).
+    if std::env::var_os("ROLLCALL_BENCH_CRITERION_ONLY").is_some() {
+        benches();
+        Criterion::default().configure_from_args().final_summary();
+        return;
+    }
     for (peers, _) in SIZES {
         memory_per_peer(peers);
     }
