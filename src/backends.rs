@@ -21,6 +21,9 @@ macro_rules! backends {
         /// A source's backend with its own settings, chosen by `type`.
         #[derive(Clone, Debug)]
         #[non_exhaustive]
+        // Built once per source when the config is read: boxing the larger
+        // variants would buy nothing.
+        #[allow(clippy::large_enum_variant)]
         pub enum BackendConfig {
             $(
                 #[cfg(feature = $ty)]

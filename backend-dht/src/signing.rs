@@ -11,11 +11,11 @@
 //! passed on.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use discovery_core::identity::Identity;
 use discovery_core::signed::{
-    decode_hex, encode_hex, sign, Canonical, Claims, Reason, Signature, Verified, Verifier,
+    decode_hex, encode_hex, sign, unix_millis, Canonical, Claims, Reason, Signature, Verified,
+    Verifier,
 };
 use libp2p::PeerId;
 
@@ -43,14 +43,6 @@ pub(crate) fn canonical(r: &MetaReply) -> Vec<u8> {
         .finish()
 }
 
-/// Unix time in milliseconds.
-pub(crate) fn now_millis() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
-}
-
 /// The signing side: the identity and a sequence that keeps rising across
 /// restarts (it starts at the Unix time in milliseconds).
 #[derive(Debug)]
@@ -63,14 +55,14 @@ impl Signer {
     pub(crate) fn new(identity: std::sync::Arc<Identity>) -> Self {
         Signer {
             identity,
-            sequence: AtomicU64::new(now_millis()),
+            sequence: AtomicU64::new(unix_millis()),
         }
     }
 
     /// Stamps and signs `r` in place.
     pub(crate) fn sign(&self, r: &mut MetaReply) {
         r.sequence = self.sequence.fetch_add(1, Ordering::Relaxed) + 1;
-        r.timestamp = now_millis();
+        r.timestamp = unix_millis();
         r.signature = None;
         let s = sign(&self.identity, &canonical(r));
         r.signature = Some(WireSig {
@@ -108,13 +100,7 @@ mod tests {
     use super::*;
 
     fn strict() -> Verifier {
-        Verifier::new(
-            SigningConfig {
-                require_signed: true,
-                ..Default::default()
-            },
-            Arc::from("t"),
-        )
+        Verifier::new(SigningConfig::strict(), Arc::from("t"))
     }
 
     fn peer_of(id: &Identity) -> PeerId {

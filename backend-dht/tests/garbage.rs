@@ -12,24 +12,11 @@ use discovery_core::AliasKind;
 use futures::StreamExt;
 use libp2p::swarm::SwarmEvent;
 use libp2p::{noise, request_response, tcp, yamux, StreamProtocol};
-use metrics_util::debugging::{DebugValue, DebuggingRecorder, Snapshotter};
+use metrics_util::debugging::{DebuggingRecorder, Snapshotter};
 use tokio::io::AsyncWriteExt;
 
 fn dropped(snap: &Snapshotter, reason: &str) -> u64 {
-    snap.snapshot()
-        .into_vec()
-        .into_iter()
-        .filter(|(k, _, _, _)| {
-            k.key().name() == "rollcall_dht_dropped_total"
-                && k.key()
-                    .labels()
-                    .any(|l| l.key() == "reason" && l.value() == reason)
-        })
-        .map(|(_, _, _, v)| match v {
-            DebugValue::Counter(c) => c,
-            _ => 0,
-        })
-        .sum()
+    counter(snap, "rollcall_dht_dropped_total", reason)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -11,23 +11,10 @@ use backend_dht::{Config, DhtSource};
 use common::*;
 use discovery_core::signed::{SigningConfig, TrustedKey};
 use discovery_core::{AliasKind, LocalPeer, Registry, RegistryBuilder};
-use metrics_util::debugging::{DebugValue, DebuggingRecorder, Snapshotter};
+use metrics_util::debugging::{DebuggingRecorder, Snapshotter};
 
 fn rejected(snap: &Snapshotter, reason: &str) -> u64 {
-    snap.snapshot()
-        .into_vec()
-        .into_iter()
-        .filter(|(k, _, _, _)| {
-            k.key().name() == "rollcall_records_rejected_total"
-                && k.key()
-                    .labels()
-                    .any(|l| l.key() == "reason" && l.value() == reason)
-        })
-        .map(|(_, _, _, v)| match v {
-            DebugValue::Counter(c) => c,
-            _ => 0,
-        })
-        .sum()
+    counter(snap, "rollcall_records_rejected_total", reason)
 }
 
 fn signing(cfg: Config, signing: SigningConfig) -> Config {

@@ -15,11 +15,11 @@
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use discovery_core::identity::Identity;
 use discovery_core::signed::{
-    decode_hex, encode_hex, sign, Canonical, Claims, Reason, Signature, Verified, Verifier,
+    decode_hex, encode_hex, sign, unix_millis, Canonical, Claims, Reason, Signature, Verified,
+    Verifier,
 };
 
 use crate::config::Flavour;
@@ -73,13 +73,6 @@ fn canonical(s: &Signed<'_>, sequence: u64, timestamp: u64) -> Vec<u8> {
         .finish()
 }
 
-fn now_millis() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
-}
-
 /// The prefix of the signature strings in a flavour.
 fn prefix(flavour: Flavour) -> &'static str {
     match flavour {
@@ -100,7 +93,7 @@ impl Signer {
     pub(crate) fn new(identity: Arc<Identity>) -> Self {
         Signer {
             identity,
-            sequence: AtomicU64::new(now_millis()),
+            sequence: AtomicU64::new(unix_millis()),
         }
     }
 
@@ -112,7 +105,7 @@ impl Signer {
     /// The four TXT strings that sign `s`.
     pub(crate) fn strings(&self, s: &Signed<'_>) -> Vec<String> {
         let seq = self.sequence.fetch_add(1, Ordering::Relaxed) + 1;
-        let ts = now_millis();
+        let ts = unix_millis();
         let sig = sign(&self.identity, &canonical(s, seq, ts));
         let p = prefix(s.flavour);
         vec![
@@ -207,14 +200,7 @@ mod tests {
     use super::*;
 
     fn strict() -> Verifier {
-        Verifier::new(
-            SigningConfig {
-                require_signed: true,
-                ..Default::default()
-            },
-            Arc::from("t"),
-        )
-        .accepting_repeats()
+        Verifier::new(SigningConfig::strict(), Arc::from("t")).accepting_repeats()
     }
 
     const IPS: &[IpAddr] = &[IpAddr::V4(std::net::Ipv4Addr::new(10, 0, 0, 7))];

@@ -88,13 +88,7 @@ mod tests {
     use super::*;
 
     fn strict() -> Verifier {
-        Verifier::new(
-            SigningConfig {
-                require_signed: true,
-                ..Default::default()
-            },
-            Arc::from("t"),
-        )
+        Verifier::new(SigningConfig::strict(), Arc::from("t"))
     }
 
     #[test]

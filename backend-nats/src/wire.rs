@@ -2,7 +2,7 @@
 //! PROTOCOL.md is the normative description; this module implements it.
 
 use std::collections::BTreeMap;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use discovery_core::{parse_addr, Alias, AliasKind, LocalPeer, Metadata, Observation};
 use serde::{Deserialize, Serialize};
@@ -156,12 +156,7 @@ pub(crate) fn decode_token(token: &str) -> Option<String> {
     (encode_token(&s) == token).then_some(s)
 }
 
-pub(crate) fn now_millis() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
-}
+pub(crate) use discovery_core::signed::unix_millis as now_millis;
 
 impl Record {
     /// The record of the local peer.

@@ -363,18 +363,8 @@ interfaces = ["eth0"]
 
 /// A counter of the daemon in `ns` summed over its labels that contain `labels`.
 fn daemon_counter(ns: &str, name: &str, labels: &str) -> u64 {
-    let out = Command::new("ip")
-        .args([
-            "netns",
-            "exec",
-            ns,
-            "curl",
-            "-sf",
-            "http://127.0.0.1:7788/metrics",
-        ])
-        .output()
-        .expect("curl");
-    String::from_utf8_lossy(&out.stdout)
+    let text = support::curl_in(ns, "/metrics").unwrap_or_default();
+    String::from_utf8_lossy(&text)
         .lines()
         .filter(|l| l.starts_with(name) && l.contains(labels))
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())

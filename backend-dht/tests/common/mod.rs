@@ -135,3 +135,23 @@ pub async fn wait_agents(
 pub fn ids(range: impl IntoIterator<Item = usize>) -> Vec<String> {
     range.into_iter().map(|i| local(i).id).collect()
 }
+
+/// A counter of the debugging recorder: `name` summed over the series whose
+/// `reason` label is `reason`.
+pub fn counter(snap: &metrics_util::debugging::Snapshotter, name: &str, reason: &str) -> u64 {
+    use metrics_util::debugging::DebugValue;
+    snap.snapshot()
+        .into_vec()
+        .into_iter()
+        .filter(|(k, _, _, _)| {
+            k.key().name() == name
+                && k.key()
+                    .labels()
+                    .any(|l| l.key() == "reason" && l.value() == reason)
+        })
+        .map(|(_, _, _, v)| match v {
+            DebugValue::Counter(c) => c,
+            _ => 0,
+        })
+        .sum()
+}

@@ -142,23 +142,20 @@ pub fn daemon_ids_in(ns: &str) -> Option<Vec<String>> {
     daemon_roster_in(ns).map(|v| roster_ids(&v))
 }
 
-/// The roster JSON of that daemon.
-pub fn daemon_roster_in(ns: &str) -> Option<serde_json::Value> {
+/// The body of `GET http://127.0.0.1:7788{path}` inside the namespace `ns`
+/// (the daemon's API there), if it answered 2xx.
+pub fn curl_in(ns: &str, path: &str) -> Option<Vec<u8>> {
     let out = Command::new("ip")
-        .args([
-            "netns",
-            "exec",
-            ns,
-            "curl",
-            "-sf",
-            "http://127.0.0.1:7788/v1/peers",
-        ])
+        .args(["netns", "exec", ns, "curl", "-sf"])
+        .arg(format!("http://127.0.0.1:7788{path}"))
         .output()
         .expect("curl (apt-get install curl)");
-    if !out.status.success() {
-        return None;
-    }
-    serde_json::from_slice(&out.stdout).ok()
+    out.status.success().then_some(out.stdout)
+}
+
+/// The roster JSON of that daemon.
+pub fn daemon_roster_in(ns: &str) -> Option<serde_json::Value> {
+    serde_json::from_slice(&curl_in(ns, "/v1/peers")?).ok()
 }
 
 /// The sorted ids of a roster JSON (`{"peers": [...]}` or a bare list).

@@ -86,6 +86,15 @@ impl Default for SigningConfig {
 }
 
 impl SigningConfig {
+    /// A discoverer's strict settings: unsigned records are rejected, the
+    /// rest as by default (trust on first use, no `trusted_keys`).
+    pub fn strict() -> Self {
+        SigningConfig {
+            require_signed: true,
+            ..SigningConfig::default()
+        }
+    }
+
     /// Checks the keys; the error names the key and what is wrong.
     pub fn validate(&self) -> Result<(), (&'static str, String)> {
         for k in &self.trusted_keys {

@@ -29,7 +29,7 @@ mod verifier;
 pub use canonical::Canonical;
 pub use config::{default_max_clock_skew, SigningConfig, TrustedKey};
 pub use hex::{decode_hex, encode_hex};
-pub use verifier::{Claims, Reason, Verified, Verifier};
+pub use verifier::{unix_millis, Claims, Reason, Verified, Verifier};
 
 use crate::identity::{Identity, PublicKey};
 

@@ -101,7 +101,9 @@ fn digest(sig: &[u8]) -> u64 {
     h.finish()
 }
 
-fn now_ms() -> u64 {
+/// Unix time in milliseconds: the clock of signed records' timestamps (and
+/// the start of a signer's sequence, so it keeps rising across restarts).
+pub fn unix_millis() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)
@@ -150,7 +152,7 @@ impl Verifier {
 
     /// Checks one record at the local clock; counts and logs a rejection.
     pub fn check(&self, c: &Claims<'_>) -> Result<Verified, Reason> {
-        self.check_at(c, now_ms())
+        self.check_at(c, unix_millis())
     }
 
     /// [`Verifier::check`] at a given Unix time in milliseconds.
