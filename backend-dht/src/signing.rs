@@ -26,18 +26,10 @@ pub(crate) const DOMAIN: &str = "rollcall/dht/v1";
 
 /// The bytes a reply's signature covers: every field a discoverer acts on.
 pub(crate) fn canonical(r: &MetaReply) -> Vec<u8> {
-    let m = &r.meta;
-    let mut c = Canonical::new(DOMAIN)
+    Canonical::new(DOMAIN)
         .opt(r.id.as_deref())
-        .opt(m.name.as_deref())
-        .opt(m.status.as_deref())
-        .strs(m.capabilities.iter().map(String::as_str))
-        .opt(m.version.as_deref())
-        .u64(m.labels.len() as u64);
-    for (k, v) in &m.labels {
-        c = c.str(k).str(v);
-    }
-    c.strs(r.addrs.iter().map(String::as_str))
+        .metadata(&r.meta)
+        .strs(r.addrs.iter().map(String::as_str))
         .u64(r.sequence)
         .u64(r.timestamp)
         .finish()

@@ -54,6 +54,21 @@ impl Canonical {
         c
     }
 
+    /// Appends metadata: name, status, capabilities, version, then the
+    /// labels as a count and key, value pairs (sorted, as a `BTreeMap` is).
+    pub fn metadata(self, m: &crate::Metadata) -> Self {
+        let mut c = self
+            .opt(m.name.as_deref())
+            .opt(m.status.as_deref())
+            .strs(m.capabilities.iter().map(String::as_str))
+            .opt(m.version.as_deref())
+            .u64(m.labels.len() as u64);
+        for (k, v) in &m.labels {
+            c = c.str(k).str(v);
+        }
+        c
+    }
+
     /// The encoded bytes.
     pub fn finish(self) -> Vec<u8> {
         self.0
