@@ -197,6 +197,14 @@ async fn a_three_server_cluster_loses_no_peer_when_one_server_dies() {
         wait_peers(&disc, Duration::from_secs(10), |n| n == 6).await,
         "a departure after the failover"
     );
+    // The snapshot changes before the watcher task has read the event: give it
+    // the time to (aborting at once lost the Left now and then: a CI failure).
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while left.lock().unwrap().is_empty() && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // A little longer, so an unexpected second Left would be seen too.
+    tokio::time::sleep(Duration::from_millis(300)).await;
     watcher.abort();
     let left = left.lock().unwrap().clone();
     assert_eq!(
