@@ -10,6 +10,7 @@
 #![warn(missing_docs)]
 
 pub mod addr;
+mod addr_text;
 mod cache;
 pub mod config;
 #[cfg(feature = "identity")]

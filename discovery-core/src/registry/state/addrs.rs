@@ -20,7 +20,7 @@ impl State {
         for a in addrs {
             match self.policy.check(&a) {
                 None => {
-                    let text: Box<str> = a.to_string().into();
+                    let text: Box<str> = crate::addr_text::text(&a).into();
                     if !kept.iter().any(|k| k.text == text) {
                         kept.push(RankedAddr {
                             rank: self.policy.rank(&a) as u32,
