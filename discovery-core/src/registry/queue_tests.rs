@@ -143,19 +143,24 @@ async fn a_flooding_source_does_not_starve_another() {
 
     let held = reg.inner.lock();
     let applied = held.version() as usize;
-    // The flood fills its own queue and then waits: bounded.
+    // The flood fills its own queue and then waits: bounded. It can also stop
+    // sooner: the merge loop's `recv` wakes the flood's blocked send from the
+    // loop's worker thread, which puts the flood task in that worker's LIFO
+    // slot, and that worker then blocks on the lock held here, so the flood
+    // waits there (seen in CI: 128 queued). Either way it stops at or below
+    // the bound (`queues.rs` tests the exact bound on the queue itself).
     let mut last = usize::MAX;
     let mut still = 0;
     until("the flood stalls", || {
         let now = flood_sent.load(Ordering::SeqCst);
         still = if now == last { still + 1 } else { 0 };
         last = now;
-        still >= 10
+        still >= 60 // 300 ms without progress
     })
     .await;
     let queued = last - applied;
     assert!(
-        (SOURCE_QUEUE..=SOURCE_QUEUE + 1).contains(&queued),
+        queued <= SOURCE_QUEUE + 1,
         "the flood stops at its queue's bound: {queued} queued (bound {SOURCE_QUEUE}, +1 in the loop's hand)"
     );
     assert!(last < total, "the flood is still waiting to send");
