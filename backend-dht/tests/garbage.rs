@@ -12,7 +12,7 @@ use discovery_core::AliasKind;
 use futures::StreamExt;
 use libp2p::swarm::SwarmEvent;
 use libp2p::{noise, request_response, tcp, yamux, StreamProtocol};
-use metrics_util::debugging::{DebuggingRecorder, Snapshotter};
+use metrics_util::debugging::Snapshotter;
 use tokio::io::AsyncWriteExt;
 
 fn dropped(snap: &Snapshotter, reason: &str) -> u64 {
@@ -22,14 +22,11 @@ fn dropped(snap: &Snapshotter, reason: &str) -> u64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn garbage_is_dropped_counted_and_nodes_keep_working() {
     init_tracing();
-    let recorder = DebuggingRecorder::new();
-    let snap = recorder.snapshotter();
-    recorder.install().expect("install the metrics recorder");
+    let snap = install_recorder();
 
     let dir = tempfile::tempdir().unwrap();
-    let seed_port = free_port();
+    let (seed_port, seed) = seed(dir.path());
     let seed_id = peer_id_of(&dir.path().join("agent-0.key"));
-    let seed = format!("/ip4/127.0.0.1/tcp/{seed_port}/p2p/{seed_id}");
     let a0 = agent(dir.path(), 0, config(seed_port, vec![]));
     let a1 = agent(dir.path(), 1, config(0, vec![seed.clone()]));
 

@@ -11,7 +11,7 @@ use backend_dht::{Config, DhtSource};
 use common::*;
 use discovery_core::signed::{SigningConfig, TrustedKey};
 use discovery_core::{AliasKind, LocalPeer, Registry, RegistryBuilder};
-use metrics_util::debugging::{DebuggingRecorder, Snapshotter};
+use metrics_util::debugging::Snapshotter;
 
 fn rejected(snap: &Snapshotter, reason: &str) -> u64 {
     counter(snap, "rollcall_records_rejected_total", reason)
@@ -78,14 +78,10 @@ async fn wait_count(snap: &Snapshotter, reason: &str, at_least: u64) -> u64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn require_signed_lists_signing_agents_only_and_pins_their_keys() {
     init_tracing();
-    let recorder = DebuggingRecorder::new();
-    let snap = recorder.snapshotter();
-    recorder.install().expect("install the metrics recorder");
+    let snap = install_recorder();
 
     let dir = tempfile::tempdir().unwrap();
-    let seed_port = free_port();
-    let seed_id = peer_id_of(&dir.path().join("agent-0.key"));
-    let seed = format!("/ip4/127.0.0.1/tcp/{seed_port}/p2p/{seed_id}");
+    let (seed_port, seed) = seed(dir.path());
     let a0 = agent(
         dir.path(),
         0,

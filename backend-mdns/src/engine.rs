@@ -499,8 +499,12 @@ fn responder(
     };
     let (instance, peer_id) = match cfg.flavour {
         Flavour::Libp2p => {
-            let id = identity()?;
-            (names::random_label(32, 63), Some(id.peer_id().to_string()))
+            // The signer already holds the key: read the file only without one.
+            let peer_id = match &signer {
+                Some(s) => s.peer_id(),
+                None => identity()?.peer_id().to_string(),
+            };
+            (names::random_label(32, 63), Some(peer_id))
         }
         Flavour::DnsSd => (
             local.id.clone(),

@@ -155,3 +155,18 @@ pub fn counter(snap: &metrics_util::debugging::Snapshotter, name: &str, reason: 
         })
         .sum()
 }
+
+/// Installs a debugging metrics recorder for this test process.
+pub fn install_recorder() -> metrics_util::debugging::Snapshotter {
+    let recorder = metrics_util::debugging::DebuggingRecorder::new();
+    let snap = recorder.snapshotter();
+    recorder.install().expect("install the metrics recorder");
+    snap
+}
+
+/// A seed's port and its `/p2p/` multiaddr, its key file `agent-0.key` in `dir`.
+pub fn seed(dir: &Path) -> (u16, String) {
+    let port = free_port();
+    let id = peer_id_of(&dir.join("agent-0.key"));
+    (port, format!("/ip4/127.0.0.1/tcp/{port}/p2p/{id}"))
+}
