@@ -337,6 +337,71 @@ async fn run_http_vip(
     Ok(())
 }
 
+/// Attempts at a free port for Prometheus's API.
+const PROMETHEUS_PORT_TRIES: usize = 3;
+
+/// Starts Prometheus on a free port. The port is found by binding and
+/// releasing it, so another socket can take it before Prometheus binds it
+/// (seen once, when four anchors restarted at the same moment): then it is
+/// started again on another port. Returns once it listens or runs on.
+async fn start_prometheus(
+    p: &PrometheusRun,
+    dir: &std::path::Path,
+    config: &std::path::Path,
+) -> Result<(tokio::process::Child, u16), BoxError> {
+    let log_path = dir.join("prometheus.log");
+    for attempt in 1..=PROMETHEUS_PORT_TRIES {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?
+            .local_addr()?
+            .port();
+        let log = std::fs::File::create(&log_path)?;
+        let mut cmd = tokio::process::Command::new(&p.binary);
+        cmd.arg(format!("--config.file={}", config.display()))
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.join("data").display()
+            ))
+            .arg("--log.level=info")
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(log)
+            .kill_on_drop(true);
+        let mut child = cmd.spawn().map_err(|e| {
+            format!(
+                "cannot start `{}`: {e} (install it: apt-get install -y prometheus)",
+                p.binary
+            )
+        })?;
+        // Until it listens (or exits); the poller reports a slow start itself.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while tokio::time::Instant::now() < deadline {
+            if child.try_wait()?.is_some() {
+                break;
+            }
+            if tokio::net::TcpStream::connect(("127.0.0.1", port))
+                .await
+                .is_ok()
+            {
+                return Ok((child, port));
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let taken = child.try_wait()?.is_some()
+            && std::fs::read_to_string(&log_path)
+                .is_ok_and(|l| l.contains("address already in use"));
+        if !taken || attempt == PROMETHEUS_PORT_TRIES {
+            return Ok((child, port));
+        }
+        tracing::warn!(
+            port,
+            attempt,
+            "prometheus's port was taken meanwhile; starting it on another"
+        );
+    }
+    Err("prometheus: no free port found".into())
+}
+
 /// The Prometheus anchor: starts `prometheus` with the generated config (its
 /// start is the cold start, as a discoverer's is) and turns every change of
 /// its active targets into roster lines.
@@ -348,30 +413,8 @@ async fn run_anchor(p: &PrometheusRun, out: &Emitter, roster: Roster) -> Result<
     std::fs::create_dir_all(dir.join("data"))?;
     let config = dir.join("prometheus.yml");
     std::fs::write(&config, &p.config)?;
-    // A free port for its API (bound then released: Prometheus binds it again).
-    let port = std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port();
-    let log = std::fs::File::create(dir.join("prometheus.log"))?;
-    let mut cmd = tokio::process::Command::new(&p.binary);
-    cmd.arg(format!("--config.file={}", config.display()))
-        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-        .arg(format!(
-            "--storage.tsdb.path={}",
-            dir.join("data").display()
-        ))
-        .arg("--log.level=info")
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::null())
-        .stderr(log)
-        .kill_on_drop(true);
     out.send(&Out::Started { t: wire::now_us() }).await;
-    let mut child = cmd.spawn().map_err(|e| {
-        format!(
-            "cannot start `{}`: {e} (install it: apt-get install -y prometheus)",
-            p.binary
-        )
-    })?;
+    let (mut child, port) = start_prometheus(p, &dir, &config).await?;
     if let Some(pid) = child.id() {
         // The harness kills it by this pid if this process dies without cleaning up.
         std::fs::write(&pid_file, pid.to_string())?;

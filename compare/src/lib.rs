@@ -489,8 +489,15 @@ async fn measure(sc: &Scenario, env: &mut Env, dir: &Path, ui: &Ui) -> Result<Ou
     }
     tokio::time::sleep(sc.settle).await;
 
-    // Cold start of every discoverer at once.
-    for d in discs.iter_mut().filter(|d| d.unusable.is_none()) {
+    // Cold start of every discoverer, at once unless the scenario staggers them.
+    for (i, d) in discs
+        .iter_mut()
+        .filter(|d| d.unusable.is_none())
+        .enumerate()
+    {
+        if i > 0 && !sc.stagger.is_zero() {
+            tokio::time::sleep(sc.stagger).await;
+        }
         if let Err(e) = d.spawn(env, dir).await {
             d.unusable = Some(e.to_string());
         }
@@ -597,7 +604,7 @@ async fn measure(sc: &Scenario, env: &mut Env, dir: &Path, ui: &Ui) -> Result<Ou
                         .filter(|d| d.unusable.is_none())
                         .filter(|d| c.backend.as_ref().is_none_or(|b| *b == d.spec.name))
                         .collect();
-                    restart(targets, env, dir).await?;
+                    restart(targets, sc.stagger, env, dir).await?;
                 }
             }
             Ok(())
@@ -774,9 +781,14 @@ async fn measure(sc: &Scenario, env: &mut Env, dir: &Path, ui: &Ui) -> Result<Ou
     })
 }
 
-/// Restarts discoverers from cold, all at once: each is asked to stop, its
+/// Restarts discoverers from cold, all at once (or `stagger` apart): each is asked to stop, its
 /// roster counts as gone when it exited, and a new process starts.
-async fn restart(mut targets: Vec<&mut Disc>, env: &mut Env, dir: &Path) -> Result<(), BoxError> {
+async fn restart(
+    mut targets: Vec<&mut Disc>,
+    stagger: Duration,
+    env: &mut Env,
+    dir: &Path,
+) -> Result<(), BoxError> {
     for d in targets.iter_mut() {
         d.send(&Cmd::Stop);
         d.stdin = None;
@@ -809,7 +821,10 @@ async fn restart(mut targets: Vec<&mut Disc>, env: &mut Env, dir: &Path) -> Resu
         }
         env.discoverer_gone(&d.spec.name, d.generation).await;
     }
-    for d in targets.iter_mut() {
+    for (i, d) in targets.iter_mut().enumerate() {
+        if i > 0 && !stagger.is_zero() {
+            tokio::time::sleep(stagger).await;
+        }
         d.generation += 1;
         d.spawn(env, dir).await?;
     }

@@ -47,6 +47,11 @@ pub(crate) struct Scenario {
     /// Wait between "every agent is up" and the discoverers' cold start.
     #[serde(default = "default_settle", with = "humantime_serde")]
     pub settle: Duration,
+    /// Time between two discoverers' cold starts (and restarts); 0: all at
+    /// once. A cold start is a burst (1000 agents answering one query, a
+    /// stream read back), so apart, one row's burst does not slow another's.
+    #[serde(default, with = "humantime_serde")]
+    pub stagger: Duration,
     /// Start a nats-server for the run (its URL is `{nats_url}`).
     #[serde(default)]
     pub nats: Option<NatsSpec>,
@@ -646,6 +651,27 @@ backend = "nats"
         assert_eq!(src["url"].as_str(), Some("nats://1.2.3.4:5"));
         assert_eq!(sc.backends[1].http_vip.as_ref().unwrap().polls, 15);
         assert!(sc.backends[1].http_vip.as_ref().unwrap().keepalive);
+    }
+
+    #[test]
+    fn every_example_scenario_parses() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/scenarios");
+        let mut n = 0;
+        for e in std::fs::read_dir(&dir).unwrap() {
+            let path = e.unwrap().path();
+            if path.extension().is_some_and(|x| x == "toml") {
+                let text = std::fs::read_to_string(&path).unwrap();
+                let sc = Scenario::parse(&path.display().to_string(), &text)
+                    .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+                if sc.name == "local-1000-nats" {
+                    assert_eq!(sc.stagger, Duration::from_secs(2));
+                } else {
+                    assert!(sc.stagger.is_zero(), "{}: at once by default", sc.name);
+                }
+                n += 1;
+            }
+        }
+        assert!(n >= 10, "{n} scenarios in {}", dir.display());
     }
 
     #[test]

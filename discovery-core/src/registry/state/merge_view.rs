@@ -9,16 +9,17 @@ use crate::roster::PeerSource;
 
 impl State {
     pub(super) fn build_view(&self, members: &[ObsIdx]) -> Peer {
-        let mut aliases: Vec<Alias> = Vec::new();
+        let entries = || members.iter().filter_map(|&m| self.entry(m));
+        let mut aliases: Vec<Alias> = Vec::with_capacity(entries().map(|e| e.aliases.len()).sum());
         let mut name = None;
         let mut status = None;
         let mut version = None;
         let mut capabilities: Vec<String> = Vec::new();
         let mut labels = BTreeMap::new();
         let mut addrs: Vec<&RankedAddr> = Vec::new();
-        let mut sources: Vec<PeerSource> = Vec::new();
+        let mut sources: Vec<PeerSource> = Vec::with_capacity(members.len());
         let empty = Metadata::default();
-        for e in members.iter().filter_map(|&m| self.entry(m)) {
+        for e in entries() {
             let meta = e.meta.as_deref().unwrap_or(&empty);
             for a in e.aliases.iter() {
                 match aliases
@@ -62,6 +63,10 @@ impl State {
         }
         aliases.sort_by_key(|a| kind_index(a.kind));
         addrs.sort_by_key(|a| a.rank);
+        // A view lives as long as the peer: no spare capacity (5 aliases
+        // would keep room for 8, ~100 bytes a peer).
+        aliases.shrink_to_fit();
+        sources.shrink_to_fit();
         Peer {
             uid: 0,
             id: String::new(),
