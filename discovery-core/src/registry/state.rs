@@ -24,6 +24,7 @@ use std::collections::BTreeMap;
 type HashMap<K, V> = std::collections::HashMap<K, V, ahash::RandomState>;
 
 use smallvec::SmallVec;
+use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -97,11 +98,41 @@ struct ObsEntry {
     /// Hash of the observation as the source sent it: a renewal is detected
     /// without re-filtering or re-formatting anything.
     input_hash: u64,
-    last_seen: SystemTime,
+    /// Wall time of the last sighting, as nanoseconds since the epoch (8
+    /// bytes instead of `SystemTime`'s 16: one per sighting adds up).
+    last_seen_ns: u64,
     /// When the source last confirmed it (monotonic): staleness is per sighting.
     seen_at: Instant,
-    peer: Option<PeerIdx>,
+    /// The peer slot + 1, so that "none" costs no extra word (4 bytes, not 8).
+    peer_slot: Option<NonZeroU32>,
     active: bool,
+}
+
+impl ObsEntry {
+    fn peer(&self) -> Option<PeerIdx> {
+        self.peer_slot.map(|p| p.get() - 1)
+    }
+    fn set_peer(&mut self, p: Option<PeerIdx>) {
+        self.peer_slot = p.and_then(|p| NonZeroU32::new(p.wrapping_add(1)));
+    }
+    fn take_peer(&mut self) -> Option<PeerIdx> {
+        let p = self.peer();
+        self.peer_slot = None;
+        p
+    }
+    fn last_seen(&self) -> SystemTime {
+        SystemTime::UNIX_EPOCH + Duration::from_nanos(self.last_seen_ns)
+    }
+    fn set_last_seen(&mut self, wall: SystemTime) {
+        self.last_seen_ns = wall_ns(wall);
+    }
+}
+
+/// Nanoseconds since the epoch (0 before it; saturates in 2554).
+fn wall_ns(wall: SystemTime) -> u64 {
+    wall.duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
+        .unwrap_or(0)
 }
 
 #[derive(Debug)]

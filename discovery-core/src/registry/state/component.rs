@@ -45,7 +45,7 @@ impl State {
             }
             self.visit_stamp[o as usize] = gen;
             comp.push(o);
-            if let Some(p) = e.peer {
+            if let Some(p) = e.peer() {
                 if !old_peers.contains(&p) {
                     old_peers.push(p);
                     if let Some(pe) = self.peers[p as usize].as_ref() {

@@ -35,7 +35,7 @@ impl State {
             let key = (f.shared.kind, f.shared.match_value().to_owned());
             let peer_of = |i: ObsIdx| {
                 self.entry(i)
-                    .and_then(|e| e.peer)
+                    .and_then(|e| e.peer())
                     .and_then(|p| self.peers[p as usize].as_ref())
                     .map(|p| p.view.id.clone())
                     .unwrap_or_default()

@@ -102,7 +102,7 @@ impl State {
             };
             for &m in &members {
                 if let Some(e) = self.obs[m as usize].as_mut() {
-                    e.peer = Some(slot);
+                    e.set_peer(Some(slot));
                 }
             }
             self.peers[slot as usize] = Some(PeerEntry { members, view });
@@ -119,7 +119,7 @@ impl State {
                 let merged_into = old
                     .members
                     .iter()
-                    .filter_map(|&m| self.entry(m).and_then(|e| e.peer))
+                    .filter_map(|&m| self.entry(m).and_then(|e| e.peer()))
                     .find(|&q| q != p)
                     .and_then(|q| self.peers[q as usize].as_ref())
                     .map(|q| q.view.uid);

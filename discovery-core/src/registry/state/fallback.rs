@@ -66,7 +66,7 @@ impl State {
                 self.unindex(i);
                 if let Some(e) = self.obs[i as usize].as_mut() {
                     e.active = false;
-                    if let Some(p) = e.peer.take() {
+                    if let Some(p) = e.take_peer() {
                         old_peers.push(p);
                         if let Some(pe) = self.peers[p as usize].as_mut() {
                             pe.members.retain(|m| *m != i);

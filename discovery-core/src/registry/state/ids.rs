@@ -90,7 +90,7 @@ impl State {
     ) -> Option<PeerIdx> {
         let candidates = members
             .iter()
-            .filter_map(|&m| self.entry(m).and_then(|e| e.peer))
+            .filter_map(|&m| self.entry(m).and_then(|e| e.peer()))
             .filter(|p| old_peers.contains(p) && !claimed.contains(p));
         let mut reuse = None;
         for p in candidates {

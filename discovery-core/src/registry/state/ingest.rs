@@ -72,10 +72,10 @@ impl State {
                 let peer = self.obs[idx as usize].as_mut().and_then(|e| {
                     e.addrs = addrs;
                     e.meta = meta;
-                    e.last_seen = wall;
+                    e.set_last_seen(wall);
                     e.seen_at = now;
                     e.input_hash = input_hash;
-                    e.peer
+                    e.peer()
                 });
                 if let Some(p) = peer {
                     self.refresh_view(p);
@@ -84,13 +84,13 @@ impl State {
             }
             // Changed: neighbours through the old aliases must be re-partitioned too.
             let mut seeds = self.alias_neighbours(idx);
-            let old_peer = self.entry(idx).and_then(|e| e.peer);
+            let old_peer = self.entry(idx).and_then(|e| e.peer());
             self.unindex(idx);
             if let Some(e) = self.obs[idx as usize].as_mut() {
                 e.aliases = aliases;
                 e.addrs = addrs;
                 e.meta = meta;
-                e.last_seen = wall;
+                e.set_last_seen(wall);
                 e.seen_at = now;
                 e.input_hash = input_hash;
             }
@@ -109,9 +109,9 @@ impl State {
             expiry: None,
             queued: None,
             input_hash,
-            last_seen: wall,
+            last_seen_ns: super::wall_ns(wall),
             seen_at: now,
-            peer: None,
+            peer_slot: None,
             active,
         };
         let idx = match self.free_obs.pop() {
@@ -139,9 +139,9 @@ impl State {
     pub(super) fn renew(&mut self, src: SourceIdx, idx: ObsIdx, now: Instant, wall: SystemTime) {
         let peer = match self.obs[idx as usize].as_mut() {
             Some(e) => {
-                e.last_seen = wall;
+                e.set_last_seen(wall);
                 e.seen_at = now;
-                e.peer
+                e.peer()
             }
             None => return,
         };
@@ -167,7 +167,7 @@ impl State {
         let h = self.hasher.hash_one(&*e.key);
         self.sources[e.source as usize].keys.remove(h, idx);
         self.free_obs.push(idx);
-        if let Some(p) = e.peer {
+        if let Some(p) = e.peer() {
             if let Some(pe) = self.peers[p as usize].as_mut() {
                 pe.members.retain(|m| *m != idx);
             }

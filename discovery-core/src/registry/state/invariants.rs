@@ -57,7 +57,7 @@ impl State {
             for &m in &p.members {
                 let e = self.entry(m).expect("member exists");
                 assert!(e.active);
-                assert_eq!(e.peer, Some(pi as PeerIdx));
+                assert_eq!(e.peer(), Some(pi as PeerIdx));
                 assert!(seen.insert(m), "observation in two peers");
             }
         }

@@ -54,10 +54,10 @@ impl State {
             }
             let sname = &self.sources[e.source as usize].name;
             match sources.iter_mut().find(|s| s.name == *sname) {
-                Some(s) => s.last_seen = s.last_seen.max(e.last_seen),
+                Some(s) => s.last_seen = s.last_seen.max(e.last_seen()),
                 None => sources.push(PeerSource {
                     name: sname.clone(),
-                    last_seen: e.last_seen,
+                    last_seen: e.last_seen(),
                 }),
             }
         }
