@@ -25,8 +25,7 @@ async fn garbage_is_dropped_counted_and_nodes_keep_working() {
     let snap = install_recorder();
 
     let dir = tempfile::tempdir().unwrap();
-    let (seed_port, seed) = seed(dir.path());
-    let seed_id = peer_id_of(&dir.path().join("agent-0.key"));
+    let (seed_port, seed_id, seed) = seed(dir.path());
     let a0 = agent(dir.path(), 0, config(seed_port, vec![]));
     let a1 = agent(dir.path(), 1, config(0, vec![seed.clone()]));
 

@@ -81,7 +81,7 @@ async fn require_signed_lists_signing_agents_only_and_pins_their_keys() {
     let snap = install_recorder();
 
     let dir = tempfile::tempdir().unwrap();
-    let (seed_port, seed) = seed(dir.path());
+    let (seed_port, a0_peer, seed) = seed(dir.path());
     let a0 = agent(
         dir.path(),
         0,
@@ -144,7 +144,6 @@ async fn require_signed_lists_signing_agents_only_and_pins_their_keys() {
 
     // trusted_keys: a discoverer that trusts agent-000's key only (bound to
     // its id) lists agent-000 alone.
-    let a0_peer = peer_id_of(&dir.path().join("agent-0.key"));
     let picky = discoverer(
         dir.path(),
         "picky",

@@ -495,9 +495,7 @@ async fn measure(sc: &Scenario, env: &mut Env, dir: &Path, ui: &Ui) -> Result<Ou
         .filter(|d| d.unusable.is_none())
         .enumerate()
     {
-        if i > 0 && !sc.stagger.is_zero() {
-            tokio::time::sleep(sc.stagger).await;
-        }
+        stagger_pause(i, sc.stagger).await;
         if let Err(e) = d.spawn(env, dir).await {
             d.unusable = Some(e.to_string());
         }
@@ -781,6 +779,13 @@ async fn measure(sc: &Scenario, env: &mut Env, dir: &Path, ui: &Ui) -> Result<Ou
     })
 }
 
+/// Before the `i`-th (re)start of a round: the scenario's `stagger`, none before the first.
+async fn stagger_pause(i: usize, stagger: Duration) {
+    if i > 0 && !stagger.is_zero() {
+        tokio::time::sleep(stagger).await;
+    }
+}
+
 /// Restarts discoverers from cold, all at once (or `stagger` apart): each is asked to stop, its
 /// roster counts as gone when it exited, and a new process starts.
 async fn restart(
@@ -822,9 +827,7 @@ async fn restart(
         env.discoverer_gone(&d.spec.name, d.generation).await;
     }
     for (i, d) in targets.iter_mut().enumerate() {
-        if i > 0 && !stagger.is_zero() {
-            tokio::time::sleep(stagger).await;
-        }
+        stagger_pause(i, stagger).await;
         d.generation += 1;
         d.spawn(env, dir).await?;
     }

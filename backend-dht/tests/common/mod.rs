@@ -164,9 +164,10 @@ pub fn install_recorder() -> metrics_util::debugging::Snapshotter {
     snap
 }
 
-/// A seed's port and its `/p2p/` multiaddr, its key file `agent-0.key` in `dir`.
-pub fn seed(dir: &Path) -> (u16, String) {
+/// A seed's port, peer id and `/p2p/` multiaddr, its key file `agent-0.key` in `dir`.
+pub fn seed(dir: &Path) -> (u16, String, String) {
     let port = free_port();
     let id = peer_id_of(&dir.join("agent-0.key"));
-    (port, format!("/ip4/127.0.0.1/tcp/{port}/p2p/{id}"))
+    let addr = format!("/ip4/127.0.0.1/tcp/{port}/p2p/{id}");
+    (port, id, addr)
 }

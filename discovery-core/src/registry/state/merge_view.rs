@@ -63,8 +63,8 @@ impl State {
         }
         aliases.sort_by_key(|a| kind_index(a.kind));
         addrs.sort_by_key(|a| a.rank);
-        // A view lives as long as the peer: no spare capacity (5 aliases
-        // would keep room for 8, ~100 bytes a peer).
+        // A view lives as long as its peer: no spare capacity (the aliases'
+        // capacity counted every sighting's before duplicates were merged).
         aliases.shrink_to_fit();
         sources.shrink_to_fit();
         Peer {
