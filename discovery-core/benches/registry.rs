@@ -1,5 +1,10 @@
 //! Merge throughput and memory per peer: 1k, 10k and 100k peers, each seen by 3 sources.
 //!
+//! Two shapes of input: `merge/*` hands the registry every observation made
+//! beforehand (30k at 10k peers, cold in memory, freed in bulk); `streamed/*`
+//! makes them 64 at a time just before they are handed over, as a backend
+//! decoding messages does (only the upserts are timed in both).
+//!
 //! Run: `cargo bench -p discovery-core --bench registry` (one size: add `-- /10k`).
 //! Under a profiler, `ROLLCALL_BENCH_CRITERION_ONLY=1` skips the memory and
 //! CPU-time passes, e.g. `... --bench registry -- --bench cold_load/10k --profile-time 8`.
@@ -21,8 +26,12 @@ const SIZES: [(usize, &str); 3] = [(1_000, "1k"), (10_000, "10k"), (100_000, "10
 
 /// What each of three sources (think swarm, nats, mdns) reports of peer `i`.
 fn observations(peers: usize, status: &str) -> Vec<(u16, Observation)> {
-    let mut out = Vec::with_capacity(peers * SOURCES);
-    for i in 0..peers {
+    observations_range(0, peers, status)
+}
+
+fn observations_range(from: usize, to: usize, status: &str) -> Vec<(u16, Observation)> {
+    let mut out = Vec::with_capacity((to - from) * SOURCES);
+    for i in from..to {
         let agent = format!("chorus-agent-{i}");
         let container = format!("{:012x}{:052x}", i + 1, i);
         let peer_id = format!("12D3KooW{i:044}");
@@ -138,6 +147,59 @@ fn bench(c: &mut Criterion) {
         });
     }
     g.finish();
+    let mut g = c.benchmark_group("streamed");
+    for (peers, name) in SIZES {
+        let n = (peers * SOURCES) as u64;
+        g.throughput(Throughput::Elements(n));
+        g.sample_size(if peers >= 100_000 { 10 } else { 20 });
+        g.measurement_time(Duration::from_secs(if peers >= 100_000 { 20 } else { 8 }));
+        let id = format!("{name}_peers_x3_sources");
+        g.bench_function(BenchmarkId::new("cold_load", &id), |b| {
+            b.iter_custom(|iters| {
+                let mut total = Duration::ZERO;
+                for _ in 0..iters {
+                    let mut m = Merger::new(AddressPolicy::default(), SOURCES);
+                    total += streamed(&mut m, peers, "idle");
+                }
+                total
+            })
+        });
+        g.bench_function(BenchmarkId::new("renewal", &id), |b| {
+            let mut m = load(observations(peers, "idle"));
+            b.iter_custom(|iters| (0..iters).map(|_| streamed(&mut m, peers, "idle")).sum())
+        });
+        g.bench_function(BenchmarkId::new("status_change", &id), |b| {
+            let mut m = load(observations(peers, "idle"));
+            let mut flip = false;
+            b.iter_custom(|iters| {
+                (0..iters)
+                    .map(|_| {
+                        flip = !flip;
+                        streamed(&mut m, peers, if flip { "working" } else { "idle" })
+                    })
+                    .sum()
+            })
+        });
+    }
+    g.finish();
+}
+
+/// Feeds `peers` x 3 observations as a backend would: made just before they
+/// are handed over (64 at a time, untimed), then upserted (timed).
+fn streamed(m: &mut Merger, peers: usize, status: &str) -> Duration {
+    let now = tokio::time::Instant::now();
+    let wall = SystemTime::now();
+    let mut total = Duration::ZERO;
+    let mut chunk = Vec::with_capacity(64 * SOURCES);
+    for start in (0..peers).step_by(64) {
+        chunk.extend(observations_range(start, (start + 64).min(peers), status));
+        let t = std::time::Instant::now();
+        for (s, o) in chunk.drain(..) {
+            m.upsert_at(s, o, now, wall);
+        }
+        total += t.elapsed();
+    }
+    total
 }
 
 fn memory_per_peer(peers: usize) {

@@ -18,6 +18,9 @@ use crate::source::SourceEvent;
 pub(crate) struct Replica {
     pub(crate) version: u64,
     pub(crate) by_uid: BTreeMap<u64, Arc<Peer>>,
+    /// Keep copies, not the events' views: the registry's views stay its
+    /// own, so it rewrites them in place (else it copies them first).
+    pub(crate) copies: bool,
 }
 
 impl Replica {
@@ -31,7 +34,12 @@ impl Replica {
                     "versions are consecutive: {ev:?}"
                 );
                 self.version = *version;
-                self.by_uid.insert(peer.uid, peer.clone());
+                let peer = if self.copies {
+                    Arc::new(Peer::clone(peer))
+                } else {
+                    peer.clone()
+                };
+                self.by_uid.insert(peer.uid, peer);
             }
             RosterEvent::Left { version, peer, .. } => {
                 assert_eq!(

@@ -78,6 +78,20 @@ fn random_obs(rng: &mut Rng) -> Observation {
     if rng.chance(50) {
         o.meta.status = Some(format!("s{}", rng.below(2)));
     }
+    if rng.chance(20) {
+        o.meta.name = Some(format!("n{}", rng.below(2)));
+    }
+    if rng.chance(20) {
+        o.meta.version = Some(format!("v{}", rng.below(2)));
+    }
+    for c in 0..rng.below(3) {
+        o.meta.capabilities.push(format!("cap{}", c + rng.below(2)));
+    }
+    for _ in 0..rng.below(3) {
+        o.meta
+            .labels
+            .insert(format!("l{}", rng.below(3)), format!("{}", rng.below(2)));
+    }
     if rng.chance(50) {
         o.addrs
             .push(crate::addr::parse_addr(&format!("10.0.0.{}:9000", 1 + rng.below(2))).unwrap());
@@ -162,7 +176,11 @@ fn run_sequence(seed: u64, steps: usize) {
     let mut now = base;
     let mut state = new_state();
     let mut model = Model::default();
-    let mut replica = Replica::default();
+    // Odd seeds: views held by no one but the registry (rewritten in place).
+    let mut replica = Replica {
+        copies: seed % 2 == 1,
+        ..Replica::default()
+    };
     let mut log: Vec<String> = Vec::new();
     for step in 0..steps {
         let src = rng.below(SOURCES.len() as u64) as u16;

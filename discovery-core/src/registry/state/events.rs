@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use smallvec::SmallVec;
 
+use super::merge_view::Merged;
 use super::{Members, PeerEntry, PeerIdx, State};
 use crate::roster::{Peer, RosterEvent};
 
@@ -20,25 +21,23 @@ impl State {
     /// Rebuilds the view of peer `p` after a change that cannot regroup it
     /// (its aliases are the same): one `Updated` if its content changed.
     pub(super) fn refresh_view(&mut self, p: PeerIdx) {
-        let Some(pe) = self.peers[p as usize].as_ref() else {
+        let Some(pe) = self.peers[p as usize].as_mut() else {
             return;
         };
-        let mut view = self.build_view(&pe.members);
-        view.id.clone_from(&pe.view.id);
-        view.uid = pe.view.uid;
-        if pe.view.same_content(&view) {
+        let merged = Merged::of(&self.obs, &self.sources, &pe.members);
+        let diff = merged.diff(&pe.view);
+        if !diff.any() {
             return;
         }
-        let view = Arc::new(view);
+        // In place when no event or snapshot holds the view, else a copy.
+        merged.write_into(Arc::make_mut(&mut pe.view), diff);
+        let view = pe.view.clone();
         self.version += 1;
         self.out.push(RosterEvent::Updated {
             version: self.version,
-            peer: view.clone(),
+            peer: view,
             renamed_from: None,
         });
-        if let Some(pe) = self.peers[p as usize].as_mut() {
-            pe.view = view;
-        }
     }
 
     /// Stores the new groups of a component that `old_peers` held before and
@@ -60,41 +59,48 @@ impl State {
         let mut claimed: SmallVec<[PeerIdx; 8]> = SmallVec::new();
         let mut changes: SmallVec<[Pending; 4]> = SmallVec::new();
         for members in groups {
-            let mut view = self.build_view(&members);
-            view.id = self.unique_id(&view, &members);
-            let reuse = self.keeper(&members, &view.id, &old_peers, &claimed);
+            let merged = Merged::of(&self.obs, &self.sources, &members);
+            let id = self.unique_id(&merged.aliases, &members);
+            let reuse = self.keeper(&members, &id, &old_peers, &claimed);
+            let old = reuse.and_then(|p| self.peers[p as usize].take());
+            let change = match old {
+                Some(old) => {
+                    let renamed = old.view.id != id;
+                    let diff = merged.diff(&old.view);
+                    if renamed || diff.any() {
+                        // The survivor keeps its entry and uid; its view is
+                        // written in place unless an event still holds it.
+                        let mut view = old.view;
+                        let v = Arc::make_mut(&mut view);
+                        merged.write_into(v, diff);
+                        let was = std::mem::replace(&mut v.id, id);
+                        Pending::Updated(view, renamed.then_some(was))
+                    } else {
+                        Pending::Same(old.view)
+                    }
+                }
+                None => {
+                    let mut view = merged.to_peer();
+                    view.id = id;
+                    self.last_uid += 1;
+                    view.uid = self.last_uid;
+                    Pending::Joined(Arc::new(view))
+                }
+            };
+            drop(merged); // its borrows of the observations end here
+            changes.push(change);
             let slot = match reuse {
                 Some(p) => {
                     claimed.push(p);
-                    match self.peers[p as usize].take() {
-                        Some(old) => {
-                            view.uid = old.view.uid;
-                            if !old.view.same_content(&view) {
-                                let renamed_from =
-                                    (old.view.id != view.id).then(|| old.view.id.clone());
-                                changes.push(Pending::Updated(Arc::new(view), renamed_from));
-                            } else {
-                                changes.push(Pending::Same(old.view));
-                            }
-                        }
-                        None => {
-                            view.uid = self.new_uid();
-                            changes.push(Pending::Joined(Arc::new(view)));
-                        }
-                    }
                     p
                 }
-                None => {
-                    view.uid = self.new_uid();
-                    changes.push(Pending::Joined(Arc::new(view)));
-                    match self.free_peers.pop() {
-                        Some(p) => p,
-                        None => {
-                            self.peers.push(None);
-                            (self.peers.len() - 1) as PeerIdx
-                        }
+                None => match self.free_peers.pop() {
+                    Some(p) => p,
+                    None => {
+                        self.peers.push(None);
+                        (self.peers.len() - 1) as PeerIdx
                     }
-                }
+                },
             };
             let view = match changes.last() {
                 Some(Pending::Updated(v, _) | Pending::Joined(v) | Pending::Same(v)) => v.clone(),

@@ -3,7 +3,7 @@
 
 use smallvec::SmallVec;
 
-use super::{AliasKind, HashMap, ObsIdx, Peer, PeerIdx, State};
+use super::{Alias, AliasKind, HashMap, ObsIdx, PeerIdx, State};
 
 /// Display id to peer, by the hash of the id: no copy of the id text is
 /// kept (it lives once, in the view); a collision only costs a comparison.
@@ -46,15 +46,10 @@ impl State {
         }
     }
 
-    pub(super) fn new_uid(&mut self) -> u64 {
-        self.last_uid += 1;
-        self.last_uid
-    }
-
     /// The display id: the best alias not already taken by another peer.
-    pub(super) fn unique_id(&self, view: &Peer, members: &[ObsIdx]) -> String {
+    pub(super) fn unique_id(&self, aliases: &[&Alias], members: &[ObsIdx]) -> String {
         let free = |s: &str| self.id_lookup(s).is_none();
-        for a in &view.aliases {
+        for a in aliases {
             let v = if a.kind == AliasKind::ContainerId {
                 a.match_value()
             } else {

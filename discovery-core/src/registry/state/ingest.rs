@@ -43,45 +43,47 @@ impl State {
             }
         }
         let addrs = self.filter_addrs(o.addrs);
-        let mut aliases: Vec<Alias> = Vec::with_capacity(o.aliases.len());
-        for a in o.aliases {
-            if !a.value.trim().is_empty() && !aliases.contains(&a) {
-                aliases.push(a);
-            }
-        }
-        let class = self.sources[src as usize].class;
-        let active = class != SourceClass::Fallback || self.fallback_active;
-        let aliases = aliases.into_boxed_slice();
-        let meta = (o.meta != Metadata::default()).then(|| Box::new(o.meta));
-
         if let Some(idx) = existing {
-            let unchanged = self
+            // Same aliases: grouping, ids and conflicts depend on aliases
+            // alone, so at most the view is rebuilt (and nothing is copied).
+            let same_aliases = self
                 .entry(idx)
-                .is_some_and(|e| e.aliases == aliases && e.addrs == addrs && e.meta == meta);
-            self.set_expiry(idx, o.ttl.map(|t| now + t));
-            if unchanged {
-                if let Some(e) = self.obs[idx as usize].as_mut() {
-                    e.input_hash = input_hash;
+                .is_some_and(|e| same_clean_aliases(&e.aliases, &o.aliases));
+            if same_aliases {
+                self.set_expiry(idx, o.ttl.map(|t| now + t));
+                let Some(e) = self.obs[idx as usize].as_mut() else {
+                    return;
+                };
+                e.input_hash = input_hash;
+                let empty = Metadata::default();
+                let unchanged = e.addrs == addrs && *e.meta.as_deref().unwrap_or(&empty) == o.meta;
+                if unchanged {
+                    self.renew(src, idx, now, wall);
+                    return;
                 }
-                self.renew(src, idx, now, wall);
-                return;
-            }
-            if self.entry(idx).is_some_and(|e| e.aliases == aliases) {
-                // Only addresses or metadata changed: grouping, ids and
-                // conflicts depend on aliases alone, so only the view is rebuilt.
-                let peer = self.obs[idx as usize].as_mut().and_then(|e| {
+                if e.addrs != addrs {
                     e.addrs = addrs;
-                    e.meta = meta;
-                    e.set_last_seen(wall);
-                    e.seen_at = now;
-                    e.input_hash = input_hash;
-                    e.peer()
-                });
-                if let Some(p) = peer {
+                }
+                match (&mut e.meta, o.meta == empty) {
+                    (m, true) => *m = None,
+                    (Some(m), false) => **m = o.meta,
+                    (m, false) => *m = Some(Box::new(o.meta)),
+                }
+                e.set_last_seen(wall);
+                e.seen_at = now;
+                if let Some(p) = e.peer() {
                     self.refresh_view(p);
                 }
                 return;
             }
+        }
+        let aliases = clean_aliases(o.aliases);
+        let class = self.sources[src as usize].class;
+        let active = class != SourceClass::Fallback || self.fallback_active;
+        let meta = (o.meta != Metadata::default()).then(|| Box::new(o.meta));
+
+        if let Some(idx) = existing {
+            self.set_expiry(idx, o.ttl.map(|t| now + t));
             // Changed: neighbours through the old aliases must be re-partitioned too.
             let mut seeds = self.alias_neighbours(idx);
             let old_peer = self.entry(idx).and_then(|e| e.peer());
@@ -176,4 +178,25 @@ impl State {
             self.recompute(&seeds, &[]);
         }
     }
+}
+
+/// The aliases as kept: blank ones and repeats dropped, in the source's order.
+fn clean_aliases(input: Vec<Alias>) -> Box<[Alias]> {
+    let mut kept: Vec<Alias> = Vec::with_capacity(input.len());
+    for a in input {
+        if !a.value.trim().is_empty() && !kept.contains(&a) {
+            kept.push(a);
+        }
+    }
+    kept.into_boxed_slice()
+}
+
+/// Whether `clean_aliases(input)` would equal `stored`, without building it.
+fn same_clean_aliases(stored: &[Alias], input: &[Alias]) -> bool {
+    let mut kept = input
+        .iter()
+        .enumerate()
+        .filter(|&(i, a)| !a.value.trim().is_empty() && !input[..i].contains(a))
+        .map(|(_, a)| a);
+    stored.iter().all(|s| kept.next() == Some(s)) && kept.next().is_none()
 }

@@ -32,8 +32,8 @@ impl State {
                 let v = &p.view;
                 let sources: Vec<&str> = v.sources.iter().map(|s| &*s.name).collect();
                 format!(
-                    "{m:?} aliases={:?} status={:?} addrs={:?} sources={sources:?}",
-                    v.aliases, v.status, v.addrs
+                    "{m:?} aliases={:?} name={:?} status={:?} version={:?} capabilities={:?} labels={:?} addrs={:?} sources={sources:?}",
+                    v.aliases, v.name, v.status, v.version, v.capabilities, v.labels, v.addrs
                 )
             })
             .collect();

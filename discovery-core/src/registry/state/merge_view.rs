@@ -1,83 +1,281 @@
 //! One peer from its observations: the highest-priority observation that has
 //! a field wins it; aliases, labels and addresses are the union, addresses ranked.
+//!
+//! The merge is first taken by reference (`Merged`, no allocation), compared
+//! with the peer's current view, and written only where a field differs, into
+//! the view's own buffers when no one else holds it: a status change costs
+//! one string copy, not a new peer.
 
-use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use smallvec::SmallVec;
 
 use super::addrs::RankedAddr;
-use super::{kind_index, Alias, Metadata, ObsIdx, Peer, State};
+use super::{kind_index, Alias, ObsEntry, ObsIdx, Peer, SourceMeta};
 use crate::roster::PeerSource;
 
-impl State {
-    pub(super) fn build_view(&self, members: &[ObsIdx]) -> Peer {
-        let entries = || members.iter().filter_map(|&m| self.entry(m));
-        let mut aliases: Vec<Alias> = Vec::with_capacity(entries().map(|e| e.aliases.len()).sum());
-        let mut name = None;
-        let mut status = None;
-        let mut version = None;
-        let mut capabilities: Vec<String> = Vec::new();
-        let mut labels = BTreeMap::new();
-        let mut addrs: Vec<&RankedAddr> = Vec::new();
-        let mut sources: Vec<PeerSource> = Vec::with_capacity(members.len());
-        let empty = Metadata::default();
-        for e in entries() {
-            let meta = e.meta.as_deref().unwrap_or(&empty);
+/// A peer's merged fields, borrowed from its observations.
+pub(super) struct Merged<'a> {
+    /// Deduplicated by match value (the longest spelling kept), by kind.
+    pub(super) aliases: SmallVec<[&'a Alias; 8]>,
+    name: Option<&'a String>,
+    status: Option<&'a String>,
+    version: Option<&'a String>,
+    capabilities: &'a [String],
+    /// Sorted by key; the first (highest-priority) value of a key wins.
+    labels: SmallVec<[(&'a String, &'a String); 4]>,
+    /// Deduplicated by text, ranked (stable: priority order within a rank).
+    addrs: SmallVec<[&'a RankedAddr; 4]>,
+    sources: SmallVec<[(&'a Arc<str>, SystemTime); 4]>,
+}
+
+impl<'a> Merged<'a> {
+    /// The merge of `members`, highest priority first.
+    pub(super) fn of(
+        obs: &'a [Option<ObsEntry>],
+        sources: &'a [SourceMeta],
+        members: &[ObsIdx],
+    ) -> Self {
+        let mut m = Merged {
+            aliases: SmallVec::new(),
+            name: None,
+            status: None,
+            version: None,
+            capabilities: &[],
+            labels: SmallVec::new(),
+            addrs: SmallVec::new(),
+            sources: SmallVec::new(),
+        };
+        for e in members
+            .iter()
+            .filter_map(|&i| obs.get(i as usize)?.as_ref())
+        {
             for a in e.aliases.iter() {
-                match aliases
+                let value = a.match_value();
+                match m
+                    .aliases
                     .iter_mut()
-                    .find(|x| x.kind == a.kind && x.match_value() == a.match_value())
+                    .find(|x| x.kind == a.kind && x.match_value() == value)
                 {
                     // Keep the longest spelling (the full container id over the short one).
-                    Some(x) if a.value.len() > x.value.len() => x.value.clone_from(&a.value),
+                    Some(x) if a.value.len() > x.value.len() => *x = a,
                     Some(_) => {}
-                    None => aliases.push(a.clone()),
+                    None => m.aliases.push(a),
                 }
             }
-            if name.is_none() {
-                name.clone_from(&meta.name);
-            }
-            if status.is_none() {
-                status.clone_from(&meta.status);
-            }
-            if version.is_none() {
-                version.clone_from(&meta.version);
-            }
-            if capabilities.is_empty() {
-                capabilities.clone_from(&meta.capabilities);
-            }
-            for (k, v) in &meta.labels {
-                labels.entry(k.clone()).or_insert_with(|| v.clone());
+            if let Some(meta) = e.meta.as_deref() {
+                m.name = m.name.or(meta.name.as_ref());
+                m.status = m.status.or(meta.status.as_ref());
+                m.version = m.version.or(meta.version.as_ref());
+                if m.capabilities.is_empty() {
+                    m.capabilities = &meta.capabilities;
+                }
+                for (k, v) in &meta.labels {
+                    if let Err(at) = m.labels.binary_search_by(|(x, _)| x.as_str().cmp(k)) {
+                        m.labels.insert(at, (k, v));
+                    }
+                }
             }
             for a in e.addrs.iter() {
-                if !addrs.iter().any(|x| x.text == a.text) {
-                    addrs.push(a);
+                if !m.addrs.iter().any(|x| x.text == a.text) {
+                    m.addrs.push(a);
                 }
             }
-            let sname = &self.sources[e.source as usize].name;
-            match sources.iter_mut().find(|s| s.name == *sname) {
-                Some(s) => s.last_seen = s.last_seen.max(e.last_seen()),
-                None => sources.push(PeerSource {
-                    name: sname.clone(),
-                    last_seen: e.last_seen(),
-                }),
+            let name = &sources[e.source as usize].name;
+            let seen = e.last_seen();
+            match m.sources.iter_mut().find(|(n, _)| *n == name) {
+                Some((_, t)) => *t = (*t).max(seen),
+                None => m.sources.push((name, seen)),
             }
         }
-        aliases.sort_by_key(|a| kind_index(a.kind));
-        addrs.sort_by_key(|a| a.rank);
-        // A view lives as long as its peer: no spare capacity (the aliases'
-        // capacity counted every sighting's before duplicates were merged).
-        aliases.shrink_to_fit();
-        sources.shrink_to_fit();
-        Peer {
+        m.aliases.sort_by_key(|a| kind_index(a.kind));
+        m.addrs.sort_by_key(|a| a.rank);
+        m
+    }
+
+    /// A new view (uid and id left for the caller), with no spare capacity.
+    pub(super) fn to_peer(&self) -> Peer {
+        let mut p = Peer {
             uid: 0,
             id: String::new(),
-            aliases,
-            name,
-            status,
-            capabilities,
-            version,
-            labels,
-            addrs: addrs.iter().map(|a| a.text.to_string()).collect(),
-            sources,
+            aliases: Vec::new(),
+            name: None,
+            status: None,
+            capabilities: Vec::new(),
+            version: None,
+            labels: Default::default(),
+            addrs: Vec::new(),
+            sources: Vec::new(),
+        };
+        self.write_into(&mut p, Diff::ALL);
+        p
+    }
+
+    /// Which fields of the view's content (everything but uid, id and the
+    /// times sources last saw it, as `Peer::same_content`) differ from this merge.
+    pub(super) fn diff(&self, p: &Peer) -> Diff {
+        Diff {
+            aliases: !self.aliases_equal(p),
+            name: p.name.as_ref() != self.name,
+            status: p.status.as_ref() != self.status,
+            version: p.version.as_ref() != self.version,
+            capabilities: p.capabilities[..] != *self.capabilities,
+            labels: !self.labels_equal(p),
+            addrs: !self.addrs_equal(p),
+            sources: !self.source_names_equal(p),
         }
     }
+
+    /// Writes this merge into `p`, touching only the fields `diff` names and
+    /// reusing `p`'s buffers; the sources' times are always written.
+    pub(super) fn write_into(&self, p: &mut Peer, diff: Diff) {
+        if diff.aliases {
+            overwrite(
+                &mut p.aliases,
+                self.aliases.iter(),
+                |to, from| {
+                    to.kind = from.kind;
+                    to.value.clone_from(&from.value);
+                },
+                |from| (*from).clone(),
+            );
+        }
+        if diff.name {
+            p.name = self.name.cloned();
+        }
+        if diff.status {
+            match (&mut p.status, self.status) {
+                (Some(to), Some(from)) => to.clone_from(from),
+                (to, from) => *to = from.cloned(),
+            }
+        }
+        if diff.version {
+            p.version = self.version.cloned();
+        }
+        if diff.capabilities {
+            overwrite(
+                &mut p.capabilities,
+                self.capabilities.iter(),
+                String::clone_from,
+                String::clone,
+            );
+        }
+        if diff.labels {
+            p.labels = self
+                .labels
+                .iter()
+                .map(|(k, v)| ((*k).clone(), (*v).clone()))
+                .collect();
+        }
+        if diff.addrs {
+            overwrite(
+                &mut p.addrs,
+                self.addrs.iter(),
+                |to, from| {
+                    to.clear();
+                    to.push_str(&from.text);
+                },
+                |from| from.text.to_string(),
+            );
+        }
+        if !diff.sources {
+            for (s, (_, seen)) in p.sources.iter_mut().zip(&self.sources) {
+                s.last_seen = *seen;
+            }
+        } else {
+            p.sources.clear();
+            p.sources.reserve_exact(self.sources.len());
+            p.sources
+                .extend(self.sources.iter().map(|(name, seen)| PeerSource {
+                    name: Arc::clone(name),
+                    last_seen: *seen,
+                }));
+        }
+    }
+
+    fn aliases_equal(&self, p: &Peer) -> bool {
+        p.aliases.len() == self.aliases.len()
+            && p.aliases.iter().zip(&self.aliases).all(|(a, b)| a == *b)
+    }
+
+    fn labels_equal(&self, p: &Peer) -> bool {
+        p.labels.len() == self.labels.len()
+            && p.labels
+                .iter()
+                .zip(&self.labels)
+                .all(|((k, v), (mk, mv))| k == *mk && v == *mv)
+    }
+
+    fn addrs_equal(&self, p: &Peer) -> bool {
+        p.addrs.len() == self.addrs.len()
+            && p.addrs.iter().zip(&self.addrs).all(|(a, b)| *a == *b.text)
+    }
+
+    fn source_names_equal(&self, p: &Peer) -> bool {
+        p.sources.len() == self.sources.len()
+            && p.sources
+                .iter()
+                .zip(&self.sources)
+                .all(|(s, (name, _))| s.name == **name)
+    }
+}
+
+/// The fields of a view that differ from a merge.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) struct Diff {
+    aliases: bool,
+    name: bool,
+    status: bool,
+    version: bool,
+    capabilities: bool,
+    labels: bool,
+    addrs: bool,
+    sources: bool,
+}
+
+impl Diff {
+    const ALL: Diff = Diff {
+        aliases: true,
+        name: true,
+        status: true,
+        version: true,
+        capabilities: true,
+        labels: true,
+        addrs: true,
+        sources: true,
+    };
+    const NONE: Diff = Diff {
+        aliases: false,
+        name: false,
+        status: false,
+        version: false,
+        capabilities: false,
+        labels: false,
+        addrs: false,
+        sources: false,
+    };
+
+    pub(super) fn any(self) -> bool {
+        self != Diff::NONE
+    }
+}
+
+/// Makes `to` hold `from`'s values, writing into the elements it already has
+/// and growing to exactly the new length (a view lives as long as its peer).
+fn overwrite<T, I: ExactSizeIterator>(
+    to: &mut Vec<T>,
+    from: I,
+    write: impl Fn(&mut T, I::Item),
+    make: impl Fn(I::Item) -> T,
+) {
+    let mut from = from;
+    to.truncate(from.len());
+    to.reserve_exact(from.len().saturating_sub(to.len()));
+    for t in to.iter_mut() {
+        if let Some(f) = from.next() {
+            write(t, f);
+        }
+    }
+    to.extend(from.map(make));
 }
