@@ -10,28 +10,34 @@ use std::net::Ipv4Addr;
 use multiaddr::{Multiaddr, Protocol};
 
 /// The text of `addr`, equal to `addr.to_string()`.
+#[cfg(test)]
 pub(crate) fn text(addr: &Multiaddr) -> String {
     let mut s = String::with_capacity(24);
+    write_text(&mut s, addr);
+    s
+}
+
+/// Appends the text of `addr` to `s` (a reused buffer: no allocation of its own).
+pub(crate) fn write_text(s: &mut String, addr: &Multiaddr) {
     for p in addr.iter() {
         match p {
             Protocol::Ip4(ip) => {
                 s.push_str("/ip4/");
-                push_ipv4(&mut s, ip);
+                push_ipv4(s, ip);
             }
             Protocol::Tcp(port) => {
                 s.push_str("/tcp/");
-                push_u16(&mut s, port);
+                push_u16(s, port);
             }
             Protocol::Udp(port) => {
                 s.push_str("/udp/");
-                push_u16(&mut s, port);
+                push_u16(s, port);
             }
             other => {
                 let _ = write!(s, "{other}");
             }
         }
     }
-    s
 }
 
 fn push_ipv4(s: &mut String, ip: Ipv4Addr) {

@@ -92,9 +92,12 @@ fn random_obs(rng: &mut Rng) -> Observation {
             .labels
             .insert(format!("l{}", rng.below(3)), format!("{}", rng.below(2)));
     }
-    if rng.chance(50) {
+    // Up to three addresses, repeats and a loopback one (dropped) among them,
+    // in any order: the "same addresses as stored" check sees every case.
+    for _ in 0..rng.below(4) {
+        let host = ["10.0.0.1", "10.0.0.2", "10.0.0.3", "127.0.0.1"][rng.below(4) as usize];
         o.addrs
-            .push(crate::addr::parse_addr(&format!("10.0.0.{}:9000", 1 + rng.below(2))).unwrap());
+            .push(crate::addr::parse_addr(&format!("{host}:9000")).unwrap());
     }
     if rng.chance(30) {
         o.ttl = Some(Duration::from_secs(1 + rng.below(4)));

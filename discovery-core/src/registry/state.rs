@@ -87,6 +87,8 @@ struct SourceMeta {
 struct ObsEntry {
     source: SourceIdx,
     key: Box<str>,
+    /// The key's second hash: a lookup compares it instead of the text.
+    key_check: u64,
     aliases: Box<[Alias]>,
     addrs: Box<[RankedAddr]>,
     /// `None` when empty: most sightings carry no metadata, and this saves ~110 bytes each.
@@ -157,6 +159,8 @@ pub(crate) struct State {
     /// the partition compares the real values.
     alias_index: [HashMap<u64, SmallVec<[ObsIdx; 2]>>; 5],
     hasher: ahash::RandomState,
+    /// A second, independent hash of each key (see `keys`).
+    key_check: ahash::RandomState,
     peers: Vec<Option<PeerEntry>>,
     free_peers: Vec<PeerIdx>,
     peer_ids: ids::IdIndex,
@@ -175,6 +179,8 @@ pub(crate) struct State {
     visit_gen: u32,
     out: Vec<RosterEvent>,
     dropped_addrs: u64,
+    /// Reused buffer for an address's text while it is compared.
+    addr_text: String,
     /// The last uid handed out; uids are never reused.
     last_uid: u64,
     /// Aliases of observations taken out of the index since the last
@@ -191,6 +197,7 @@ impl State {
             free_obs: Vec::new(),
             alias_index: Default::default(),
             hasher: ahash::RandomState::new(),
+            key_check: ahash::RandomState::new(),
             peers: Vec::new(),
             free_peers: Vec::new(),
             peer_ids: Default::default(),
@@ -205,6 +212,7 @@ impl State {
             visit_gen: 0,
             out: Vec::new(),
             dropped_addrs: 0,
+            addr_text: String::new(),
             last_uid: 0,
             unindexed_aliases: Vec::new(),
         }

@@ -4,7 +4,7 @@
 
 use multiaddr::Multiaddr;
 
-use super::State;
+use super::{ObsIdx, State};
 use crate::addr::DropReason;
 
 /// An address kept by the policy, with its text and rank computed once.
@@ -15,33 +15,70 @@ pub(super) struct RankedAddr {
 }
 
 impl State {
-    pub(super) fn filter_addrs(&mut self, addrs: Vec<Multiaddr>) -> Box<[RankedAddr]> {
-        let mut kept: Vec<RankedAddr> = Vec::with_capacity(addrs.len());
-        for a in addrs {
-            match self.policy.check(&a) {
-                None => {
-                    let text: Box<str> = crate::addr_text::text(&a).into();
-                    if !kept.iter().any(|k| k.text == text) {
-                        kept.push(RankedAddr {
-                            rank: self.policy.rank(&a) as u32,
-                            text,
-                        });
-                    }
+    /// The addresses the policy keeps, or `None` when they are exactly those
+    /// of observation `same_as` (then nothing is allocated). Every drop is counted.
+    pub(super) fn filter_addrs(
+        &mut self,
+        addrs: Vec<Multiaddr>,
+        same_as: Option<ObsIdx>,
+    ) -> Option<Box<[RankedAddr]>> {
+        let stored: Option<&[RankedAddr]> = same_as
+            .and_then(|i| self.obs.get(i as usize)?.as_ref())
+            .map(|e| &*e.addrs);
+        // While `kept` is empty, the first `matched` kept addresses are `stored`'s.
+        let mut kept: Vec<RankedAddr> = Vec::new();
+        let mut matched = 0;
+        let mut diverged = stored.is_none();
+        for a in &addrs {
+            if let Some(reason) = self.policy.check(a) {
+                self.dropped_addrs += 1;
+                metrics::counter!("rollcall_addresses_dropped_total", "reason" => drop_label(reason))
+                    .increment(1);
+                continue;
+            }
+            let rank = self.policy.rank(a) as u32;
+            let text = &mut self.addr_text;
+            text.clear();
+            crate::addr_text::write_text(text, a);
+            if let (false, Some(st)) = (diverged, stored) {
+                if st[..matched].iter().any(|k| *k.text == **text) {
+                    continue; // a repeat
                 }
-                Some(reason) => {
-                    self.dropped_addrs += 1;
-                    let why = match reason {
-                        DropReason::Unspecified => "unspecified",
-                        DropReason::Excluded(crate::addr::AddressClass::Loopback) => "loopback",
-                        DropReason::Excluded(crate::addr::AddressClass::LinkLocal) => "link_local",
-                        DropReason::Excluded(crate::addr::AddressClass::Private) => "private",
-                        DropReason::Excluded(_) => "excluded",
-                    };
-                    metrics::counter!("rollcall_addresses_dropped_total", "reason" => why)
-                        .increment(1);
+                if st
+                    .get(matched)
+                    .is_some_and(|k| *k.text == **text && k.rank == rank)
+                {
+                    matched += 1;
+                    continue;
                 }
+                diverged = true;
+                kept.reserve_exact(addrs.len());
+                kept.extend_from_slice(&st[..matched]);
+            }
+            if !kept.iter().any(|k| *k.text == **text) {
+                if kept.capacity() == 0 {
+                    kept.reserve_exact(addrs.len());
+                }
+                kept.push(RankedAddr {
+                    rank,
+                    text: text.as_str().into(),
+                });
             }
         }
-        kept.into_boxed_slice()
+        match stored {
+            Some(st) if !diverged && matched == st.len() => None,
+            Some(st) if !diverged => Some(st[..matched].into()),
+            _ => Some(kept.into_boxed_slice()),
+        }
+    }
+}
+
+fn drop_label(reason: DropReason) -> &'static str {
+    match reason {
+        DropReason::Unspecified => "unspecified",
+        DropReason::Excluded(crate::addr::AddressClass::Loopback) => "loopback",
+        DropReason::Excluded(crate::addr::AddressClass::LinkLocal) => "link_local",
+        DropReason::Excluded(crate::addr::AddressClass::Private) => "private",
+        DropReason::Excluded(_) => "excluded",
     }
 }

@@ -73,15 +73,15 @@ impl State {
                         let mut view = old.view;
                         let v = Arc::make_mut(&mut view);
                         merged.write_into(v, diff);
-                        let was = std::mem::replace(&mut v.id, id);
-                        Pending::Updated(view, renamed.then_some(was))
+                        let was = renamed.then(|| std::mem::replace(&mut v.id, id.into_owned()));
+                        Pending::Updated(view, was)
                     } else {
                         Pending::Same(old.view)
                     }
                 }
                 None => {
                     let mut view = merged.to_peer();
-                    view.id = id;
+                    view.id = id.into_owned();
                     self.last_uid += 1;
                     view.uid = self.last_uid;
                     Pending::Joined(Arc::new(view))

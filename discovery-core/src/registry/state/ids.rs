@@ -1,6 +1,8 @@
 //! Peer identity: the display id is the best alias not taken by another peer
 //! (else `source/key`), and the uid is assigned once and never reused.
 
+use std::borrow::Cow;
+
 use smallvec::SmallVec;
 
 use super::{Alias, AliasKind, HashMap, ObsIdx, PeerIdx, State};
@@ -46,8 +48,9 @@ impl State {
         }
     }
 
-    /// The display id: the best alias not already taken by another peer.
-    pub(super) fn unique_id(&self, aliases: &[&Alias], members: &[ObsIdx]) -> String {
+    /// The display id: the best alias not already taken by another peer
+    /// (borrowed from it: the id is copied only when it changes).
+    pub(super) fn unique_id<'a>(&self, aliases: &[&'a Alias], members: &[ObsIdx]) -> Cow<'a, str> {
         let free = |s: &str| self.id_lookup(s).is_none();
         for a in aliases {
             let v = if a.kind == AliasKind::ContainerId {
@@ -56,7 +59,7 @@ impl State {
                 a.value.as_str()
             };
             if free(v) {
-                return v.to_owned();
+                return Cow::Borrowed(v);
             }
         }
         let base = members
@@ -65,12 +68,14 @@ impl State {
             .map(|e| format!("{}/{}", self.sources[e.source as usize].name, e.key))
             .unwrap_or_else(|| "peer".to_owned());
         if free(&base) {
-            return base;
+            return Cow::Owned(base);
         }
-        (2..)
-            .map(|n| format!("{base}#{n}"))
-            .find(|c| free(c))
-            .unwrap_or(base)
+        Cow::Owned(
+            (2..)
+                .map(|n| format!("{base}#{n}"))
+                .find(|c| free(c))
+                .unwrap_or(base),
+        )
     }
 
     /// Which of the component's former entries a new group keeps (and with it

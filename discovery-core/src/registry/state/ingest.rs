@@ -42,7 +42,8 @@ impl State {
                 return;
             }
         }
-        let addrs = self.filter_addrs(o.addrs);
+        // `None`: the same addresses as the stored observation's.
+        let addrs = self.filter_addrs(o.addrs, existing);
         if let Some(idx) = existing {
             // Same aliases: grouping, ids and conflicts depend on aliases
             // alone, so at most the view is rebuilt (and nothing is copied).
@@ -56,12 +57,12 @@ impl State {
                 };
                 e.input_hash = input_hash;
                 let empty = Metadata::default();
-                let unchanged = e.addrs == addrs && *e.meta.as_deref().unwrap_or(&empty) == o.meta;
+                let unchanged = addrs.is_none() && *e.meta.as_deref().unwrap_or(&empty) == o.meta;
                 if unchanged {
                     self.renew(src, idx, now, wall);
                     return;
                 }
-                if e.addrs != addrs {
+                if let Some(addrs) = addrs {
                     e.addrs = addrs;
                 }
                 match (&mut e.meta, o.meta == empty) {
@@ -90,7 +91,9 @@ impl State {
             self.unindex(idx);
             if let Some(e) = self.obs[idx as usize].as_mut() {
                 e.aliases = aliases;
-                e.addrs = addrs;
+                if let Some(addrs) = addrs {
+                    e.addrs = addrs;
+                }
                 e.meta = meta;
                 e.set_last_seen(wall);
                 e.seen_at = now;
@@ -104,9 +107,10 @@ impl State {
 
         let entry = ObsEntry {
             source: src,
+            key_check: self.key_check.hash_one(o.key.as_str()),
             key: o.key.into_boxed_str(),
             aliases,
-            addrs,
+            addrs: addrs.unwrap_or_default(),
             meta,
             expiry: None,
             queued: None,
