@@ -133,7 +133,14 @@ impl State {
         let h = self
             .hasher
             .hash_one(self.entry(idx).map(|e| &*e.key).unwrap_or_default());
-        self.sources[src as usize].keys.insert(h, idx);
+        let (obs, hasher) = (&self.obs, &self.hasher);
+        self.sources[src as usize].keys.insert(h, idx, |i| {
+            let key = obs
+                .get(i as usize)
+                .and_then(|o| o.as_ref())
+                .map(|e| &*e.key);
+            hasher.hash_one(key.unwrap_or_default())
+        });
         self.set_expiry(idx, o.ttl.map(|t| now + t));
         if active {
             self.index(idx);

@@ -6,44 +6,39 @@
 //! miss on every upsert. Two keys of one source agree on both hashes with
 //! odds of about 2^-128 per pair (the renewal check already trusts 64 bits).
 
-use smallvec::SmallVec;
-
-use super::{HashMap, ObsIdx, State};
+use super::{ObsIdx, State};
 use crate::source::SourceIdx;
 
-/// A source's keys, by hash (the key text lives once, in the entry).
+/// A source's keys: a table of observation slots placed by the key's hash
+/// (4 bytes a key; the key text lives once, in the entry, and is read again
+/// only when the table grows).
 #[derive(Debug, Default)]
 pub(super) struct KeyIndex {
-    by_hash: HashMap<u64, SmallVec<[ObsIdx; 2]>>,
-    len: usize,
+    table: hashbrown::HashTable<ObsIdx>,
 }
 
 impl KeyIndex {
-    pub(super) fn candidates(&self, hash: u64) -> impl Iterator<Item = ObsIdx> + '_ {
-        self.by_hash.get(&hash).into_iter().flatten().copied()
+    /// The slot filed under `hash` for which `is_it` holds.
+    pub(super) fn find(&self, hash: u64, mut is_it: impl FnMut(ObsIdx) -> bool) -> Option<ObsIdx> {
+        self.table.find(hash, |&i| is_it(i)).copied()
     }
-    pub(super) fn insert(&mut self, hash: u64, idx: ObsIdx) {
-        self.by_hash.entry(hash).or_default().push(idx);
-        self.len += 1;
+    /// Files `idx` under `hash`; `rehash` gives any filed slot's hash when the table grows.
+    pub(super) fn insert(&mut self, hash: u64, idx: ObsIdx, rehash: impl Fn(ObsIdx) -> u64) {
+        self.table.insert_unique(hash, idx, |&i| rehash(i));
     }
     pub(super) fn remove(&mut self, hash: u64, idx: ObsIdx) {
-        if let Some(list) = self.by_hash.get_mut(&hash) {
-            let before = list.len();
-            list.retain(|i| *i != idx);
-            self.len -= before - list.len();
-            if list.is_empty() {
-                self.by_hash.remove(&hash);
-            }
+        if let Ok(e) = self.table.find_entry(hash, |&i| i == idx) {
+            e.remove();
         }
     }
     pub(super) fn values(&self) -> impl Iterator<Item = ObsIdx> + '_ {
-        self.by_hash.values().flatten().copied()
+        self.table.iter().copied()
     }
     pub(super) fn len(&self) -> usize {
-        self.len
+        self.table.len()
     }
     pub(super) fn is_empty(&self) -> bool {
-        self.len == 0
+        self.table.is_empty()
     }
 }
 
@@ -53,7 +48,6 @@ impl State {
         let check = self.key_check.hash_one(key);
         self.sources[src as usize]
             .keys
-            .candidates(h)
-            .find(|&i| self.entry(i).is_some_and(|e| e.key_check == check))
+            .find(h, |i| self.entry(i).is_some_and(|e| e.key_check == check))
     }
 }
