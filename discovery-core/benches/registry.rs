@@ -11,7 +11,8 @@
 
 use std::time::{Duration, SystemTime};
 
-use criterion::{criterion_group, BatchSize, BenchmarkId, Criterion, Throughput};
+use criterion::measurement::WallTime;
+use criterion::{criterion_group, BatchSize, BenchmarkGroup, BenchmarkId, Criterion, Throughput};
 use discovery_core::bench::Merger;
 use discovery_core::{parse_addr, AddressPolicy, Alias, AliasKind, Metadata, Observation};
 
@@ -98,14 +99,18 @@ fn load(obs: Vec<(u16, Observation)>) -> Merger {
     m
 }
 
+/// Sets the group's throughput and sampling for `peers` and names the case.
+fn size_group(g: &mut BenchmarkGroup<'_, WallTime>, peers: usize, name: &str) -> String {
+    g.throughput(Throughput::Elements((peers * SOURCES) as u64));
+    g.sample_size(if peers >= 100_000 { 10 } else { 20 });
+    g.measurement_time(Duration::from_secs(if peers >= 100_000 { 20 } else { 8 }));
+    format!("{name}_peers_x3_sources")
+}
+
 fn bench(c: &mut Criterion) {
     let mut g = c.benchmark_group("merge");
     for (peers, name) in SIZES {
-        let n = (peers * SOURCES) as u64;
-        g.throughput(Throughput::Elements(n));
-        g.sample_size(if peers >= 100_000 { 10 } else { 20 });
-        g.measurement_time(Duration::from_secs(if peers >= 100_000 { 20 } else { 8 }));
-        let id = format!("{name}_peers_x3_sources");
+        let id = size_group(&mut g, peers, name);
         g.bench_function(BenchmarkId::new("cold_load", &id), |b| {
             b.iter_batched(
                 || observations(peers, "idle"),
@@ -149,11 +154,7 @@ fn bench(c: &mut Criterion) {
     g.finish();
     let mut g = c.benchmark_group("streamed");
     for (peers, name) in SIZES {
-        let n = (peers * SOURCES) as u64;
-        g.throughput(Throughput::Elements(n));
-        g.sample_size(if peers >= 100_000 { 10 } else { 20 });
-        g.measurement_time(Duration::from_secs(if peers >= 100_000 { 20 } else { 8 }));
-        let id = format!("{name}_peers_x3_sources");
+        let id = size_group(&mut g, peers, name);
         g.bench_function(BenchmarkId::new("cold_load", &id), |b| {
             b.iter_custom(|iters| {
                 let mut total = Duration::ZERO;
