@@ -19,7 +19,7 @@ use tokio::time::Instant;
 use super::event_tests::Replica;
 use super::state::{SourceClass, State};
 use crate::addr::AddressPolicy;
-use crate::model::{Alias, AliasKind, Observation};
+use crate::model::{Alias, AliasKind, Metadata, Observation};
 use crate::source::SourceEvent;
 
 /// A small deterministic generator (xorshift64*): reproducible without a dependency.
@@ -53,6 +53,28 @@ const KEYS: u64 = 4;
 /// Few values per kind: sightings overlap, chain, bridge and conflict often.
 const VALUES: u64 = 3;
 
+/// Random descriptive fields, from few values: they often repeat.
+fn random_meta(rng: &mut Rng) -> Metadata {
+    let mut m = Metadata::default();
+    if rng.chance(50) {
+        m.status = Some(format!("s{}", rng.below(2)));
+    }
+    if rng.chance(20) {
+        m.name = Some(format!("n{}", rng.below(2)));
+    }
+    if rng.chance(20) {
+        m.version = Some(format!("v{}", rng.below(2)));
+    }
+    for c in 0..rng.below(3) {
+        m.capabilities.push(format!("cap{}", c + rng.below(2)));
+    }
+    for _ in 0..rng.below(3) {
+        m.labels
+            .insert(format!("l{}", rng.below(3)), format!("{}", rng.below(2)));
+    }
+    m
+}
+
 fn random_obs(rng: &mut Rng) -> Observation {
     let key = format!("k{}", rng.below(KEYS));
     let mut o = Observation::new(key);
@@ -75,23 +97,7 @@ fn random_obs(rng: &mut Rng) -> Observation {
         }
     }
     // Metadata and addresses change without the aliases too (the view-only path).
-    if rng.chance(50) {
-        o.meta.status = Some(format!("s{}", rng.below(2)));
-    }
-    if rng.chance(20) {
-        o.meta.name = Some(format!("n{}", rng.below(2)));
-    }
-    if rng.chance(20) {
-        o.meta.version = Some(format!("v{}", rng.below(2)));
-    }
-    for c in 0..rng.below(3) {
-        o.meta.capabilities.push(format!("cap{}", c + rng.below(2)));
-    }
-    for _ in 0..rng.below(3) {
-        o.meta
-            .labels
-            .insert(format!("l{}", rng.below(3)), format!("{}", rng.below(2)));
-    }
+    o.meta = random_meta(rng);
     // Up to three addresses, repeats and a loopback one (dropped) among them,
     // in any order: the "same addresses as stored" check sees every case.
     for _ in 0..rng.below(4) {
@@ -189,8 +195,20 @@ fn run_sequence(seed: u64, steps: usize) {
         let src = rng.below(SOURCES.len() as u64) as u16;
         let op = rng.below(100);
         let ev = match op {
-            0..=39 => {
+            0..=29 => {
                 let o = random_obs(&mut rng);
+                model.upsert(src, &o, now);
+                SourceEvent::Upsert(o)
+            }
+            // A live sighting sent again with other metadata (a status
+            // change): the path that merges and compares metadata alone.
+            30..=39 => {
+                let key = format!("k{}", rng.below(KEYS));
+                let Some((o, _)) = model.live.get(&(src, key)) else {
+                    continue;
+                };
+                let mut o = o.clone();
+                o.meta = random_meta(&mut rng);
                 model.upsert(src, &o, now);
                 SourceEvent::Upsert(o)
             }

@@ -97,9 +97,11 @@ struct ObsEntry {
     /// Where it is filed in the expiry queue (at most once, never after
     /// `expiry`): a renewal moves `expiry` on without touching the queue.
     queued: Option<Instant>,
-    /// Hash of the observation as the source sent it: a renewal is detected
-    /// without re-filtering or re-formatting anything.
-    input_hash: u64,
+    /// Hash of the aliases and addresses as the source sent them, and of
+    /// the metadata: a renewal (both equal) or a metadata change (the first
+    /// equal) is detected without re-filtering or re-formatting anything.
+    ident_hash: u64,
+    meta_hash: u64,
     /// Wall time of the last sighting, as nanoseconds since the epoch (8
     /// bytes instead of `SystemTime`'s 16: one per sighting adds up).
     last_seen_ns: u64,

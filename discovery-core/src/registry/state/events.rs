@@ -21,11 +21,28 @@ impl State {
     /// Rebuilds the view of peer `p` after a change that cannot regroup it
     /// (its aliases are the same): one `Updated` if its content changed.
     pub(super) fn refresh_view(&mut self, p: PeerIdx) {
+        self.refresh(p, true);
+    }
+
+    /// `refresh_view` after a change of metadata alone: aliases and
+    /// addresses are neither merged nor compared.
+    pub(super) fn refresh_meta(&mut self, p: PeerIdx) {
+        self.refresh(p, false);
+    }
+
+    fn refresh(&mut self, p: PeerIdx, identity: bool) {
         let Some(pe) = self.peers[p as usize].as_mut() else {
             return;
         };
-        let merged = Merged::of(&self.obs, &self.sources, &pe.members);
-        let diff = merged.diff(&pe.view);
+        let (merged, diff) = if identity {
+            let m = Merged::of(&self.obs, &self.sources, &pe.members);
+            let d = m.diff(&pe.view);
+            (m, d)
+        } else {
+            let m = Merged::of_meta(&self.obs, &self.sources, &pe.members);
+            let d = m.diff_meta(&pe.view);
+            (m, d)
+        };
         if !diff.any() {
             return;
         }

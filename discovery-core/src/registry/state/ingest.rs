@@ -33,13 +33,30 @@ impl State {
                 .increment(dropped as u64);
             tracing::warn!(source = %self.sources[src as usize].name, key = %o.key, dropped, "observation over the size limit; extra addresses and aliases dropped");
         }
-        let input_hash = self.hasher.hash_one((&o.aliases, &o.addrs, &o.meta));
-        let existing = self.lookup(src, &o.key);
+        // Two hashes of the observation as sent: what links it (aliases and
+        // addresses) and what describes it, so a renewal or a status change
+        // is told apart without re-filtering or comparing anything.
+        let ident_hash = self.hasher.hash_one((&o.aliases, &o.addrs));
+        let meta_hash = self.hasher.hash_one(&o.meta);
+        let key_hashes = self.key_hashes(&o.key);
+        let existing = self.lookup_hashed(src, key_hashes);
         if let Some(idx) = existing {
-            if self.entry(idx).is_some_and(|e| e.input_hash == input_hash) {
-                self.set_expiry(idx, o.ttl.map(|t| now + t));
-                self.renew(src, idx, now, wall);
-                return;
+            let same = self
+                .entry(idx)
+                .map(|e| (e.ident_hash == ident_hash, e.meta_hash == meta_hash));
+            match same {
+                Some((true, true)) => {
+                    self.set_expiry(idx, o.ttl.map(|t| now + t));
+                    self.renew(src, idx, now, wall);
+                    return;
+                }
+                // Metadata alone: the aliases and addresses as sent are those stored.
+                Some((true, false)) => {
+                    self.set_expiry(idx, o.ttl.map(|t| now + t));
+                    self.store_meta(src, idx, o.meta, meta_hash, false, now, wall);
+                    return;
+                }
+                _ => {}
             }
         }
         // `None`: the same addresses as the stored observation's.
@@ -55,26 +72,12 @@ impl State {
                 let Some(e) = self.obs[idx as usize].as_mut() else {
                     return;
                 };
-                e.input_hash = input_hash;
-                let empty = Metadata::default();
-                let unchanged = addrs.is_none() && *e.meta.as_deref().unwrap_or(&empty) == o.meta;
-                if unchanged {
-                    self.renew(src, idx, now, wall);
-                    return;
-                }
+                e.ident_hash = ident_hash;
+                let addrs_changed = addrs.is_some();
                 if let Some(addrs) = addrs {
                     e.addrs = addrs;
                 }
-                match (&mut e.meta, o.meta == empty) {
-                    (m, true) => *m = None,
-                    (Some(m), false) => **m = o.meta,
-                    (m, false) => *m = Some(Box::new(o.meta)),
-                }
-                e.set_last_seen(wall);
-                e.seen_at = now;
-                if let Some(p) = e.peer() {
-                    self.refresh_view(p);
-                }
+                self.store_meta(src, idx, o.meta, meta_hash, addrs_changed, now, wall);
                 return;
             }
         }
@@ -97,7 +100,8 @@ impl State {
                 e.meta = meta;
                 e.set_last_seen(wall);
                 e.seen_at = now;
-                e.input_hash = input_hash;
+                e.ident_hash = ident_hash;
+                e.meta_hash = meta_hash;
             }
             self.index(idx);
             seeds.push(idx);
@@ -107,14 +111,15 @@ impl State {
 
         let entry = ObsEntry {
             source: src,
-            key_check: self.key_check.hash_one(o.key.as_str()),
+            key_check: key_hashes.1,
             key: o.key.into_boxed_str(),
             aliases,
             addrs: addrs.unwrap_or_default(),
             meta,
             expiry: None,
             queued: None,
-            input_hash,
+            ident_hash,
+            meta_hash,
             last_seen_ns: super::wall_ns(wall),
             seen_at: now,
             peer_slot: None,
@@ -130,21 +135,50 @@ impl State {
                 (self.obs.len() - 1) as ObsIdx
             }
         };
-        let h = self
-            .hasher
-            .hash_one(self.entry(idx).map(|e| &*e.key).unwrap_or_default());
-        let (obs, hasher) = (&self.obs, &self.hasher);
-        self.sources[src as usize].keys.insert(h, idx, |i| {
-            let key = obs
-                .get(i as usize)
-                .and_then(|o| o.as_ref())
-                .map(|e| &*e.key);
-            hasher.hash_one(key.unwrap_or_default())
-        });
+        self.sources[src as usize].keys.insert(key_hashes.0, idx);
         self.set_expiry(idx, o.ttl.map(|t| now + t));
         if active {
             self.index(idx);
             self.recompute(&[idx], &[]);
+        }
+    }
+
+    /// Stores observation `idx`'s metadata (its aliases unchanged, its
+    /// addresses already stored) and refreshes its peer's view; a renewal
+    /// when nothing differs after all.
+    #[allow(clippy::too_many_arguments)] // one call site each; a struct would only rename them
+    fn store_meta(
+        &mut self,
+        src: SourceIdx,
+        idx: ObsIdx,
+        meta: Metadata,
+        meta_hash: u64,
+        addrs_changed: bool,
+        now: Instant,
+        wall: SystemTime,
+    ) {
+        let Some(e) = self.obs[idx as usize].as_mut() else {
+            return;
+        };
+        e.meta_hash = meta_hash;
+        let empty = Metadata::default();
+        if !addrs_changed && *e.meta.as_deref().unwrap_or(&empty) == meta {
+            self.renew(src, idx, now, wall);
+            return;
+        }
+        match (&mut e.meta, meta == empty) {
+            (m, true) => *m = None,
+            (Some(m), false) => **m = meta,
+            (m, false) => *m = Some(Box::new(meta)),
+        }
+        e.set_last_seen(wall);
+        e.seen_at = now;
+        if let Some(p) = e.peer() {
+            if addrs_changed {
+                self.refresh_view(p);
+            } else {
+                self.refresh_meta(p);
+            }
         }
     }
 

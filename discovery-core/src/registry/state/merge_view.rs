@@ -37,6 +37,25 @@ impl<'a> Merged<'a> {
         sources: &'a [SourceMeta],
         members: &[ObsIdx],
     ) -> Self {
+        Self::collect(obs, sources, members, true)
+    }
+
+    /// The merge of everything but aliases and addresses (left empty), for a
+    /// change that touched only metadata: `diff_meta` compares just that.
+    pub(super) fn of_meta(
+        obs: &'a [Option<ObsEntry>],
+        sources: &'a [SourceMeta],
+        members: &[ObsIdx],
+    ) -> Self {
+        Self::collect(obs, sources, members, false)
+    }
+
+    fn collect(
+        obs: &'a [Option<ObsEntry>],
+        sources: &'a [SourceMeta],
+        members: &[ObsIdx],
+        identity: bool,
+    ) -> Self {
         let mut m = Merged {
             aliases: SmallVec::new(),
             name: None,
@@ -51,18 +70,9 @@ impl<'a> Merged<'a> {
             .iter()
             .filter_map(|&i| obs.get(i as usize)?.as_ref())
         {
-            for a in e.aliases.iter() {
-                let value = a.match_value();
-                match m
-                    .aliases
-                    .iter_mut()
-                    .find(|x| x.kind == a.kind && x.match_value() == value)
-                {
-                    // Keep the longest spelling (the full container id over the short one).
-                    Some(x) if a.value.len() > x.value.len() => *x = a,
-                    Some(_) => {}
-                    None => m.aliases.push(a),
-                }
+            if identity {
+                m.add_aliases(e);
+                m.add_addrs(e);
             }
             if let Some(meta) = e.meta.as_deref() {
                 m.name = m.name.or(meta.name.as_ref());
@@ -77,11 +87,6 @@ impl<'a> Merged<'a> {
                     }
                 }
             }
-            for a in e.addrs.iter() {
-                if !m.addrs.iter().any(|x| x.text == a.text) {
-                    m.addrs.push(a);
-                }
-            }
             let name = &sources[e.source as usize].name;
             let seen = e.last_seen();
             match m.sources.iter_mut().find(|(n, _)| *n == name) {
@@ -92,6 +97,30 @@ impl<'a> Merged<'a> {
         m.aliases.sort_by_key(|a| kind_index(a.kind));
         m.addrs.sort_by_key(|a| a.rank);
         m
+    }
+
+    fn add_aliases(&mut self, e: &'a ObsEntry) {
+        for a in e.aliases.iter() {
+            let value = a.match_value();
+            match self
+                .aliases
+                .iter_mut()
+                .find(|x| x.kind == a.kind && x.match_value() == value)
+            {
+                // Keep the longest spelling (the full container id over the short one).
+                Some(x) if a.value.len() > x.value.len() => *x = a,
+                Some(_) => {}
+                None => self.aliases.push(a),
+            }
+        }
+    }
+
+    fn add_addrs(&mut self, e: &'a ObsEntry) {
+        for a in e.addrs.iter() {
+            if !self.addrs.iter().any(|x| x.text == a.text) {
+                self.addrs.push(a);
+            }
+        }
     }
 
     /// A new view (uid and id left for the caller), with no spare capacity.
@@ -115,14 +144,23 @@ impl<'a> Merged<'a> {
     /// Which fields of the view's content (everything but uid, id and the
     /// times sources last saw it, as `Peer::same_content`) differ from this merge.
     pub(super) fn diff(&self, p: &Peer) -> Diff {
+        self.diff_fields(p, true)
+    }
+
+    /// `diff` for a merge from `of_meta`: aliases and addresses count as equal.
+    pub(super) fn diff_meta(&self, p: &Peer) -> Diff {
+        self.diff_fields(p, false)
+    }
+
+    fn diff_fields(&self, p: &Peer, identity: bool) -> Diff {
         Diff {
-            aliases: !self.aliases_equal(p),
+            aliases: identity && !self.aliases_equal(p),
             name: p.name.as_ref() != self.name,
             status: p.status.as_ref() != self.status,
             version: p.version.as_ref() != self.version,
             capabilities: p.capabilities[..] != *self.capabilities,
             labels: !self.labels_equal(p),
-            addrs: !self.addrs_equal(p),
+            addrs: identity && !self.addrs_equal(p),
             sources: !self.source_names_equal(p),
         }
     }
