@@ -34,15 +34,12 @@ impl State {
         let Some(pe) = self.peers[p as usize].as_mut() else {
             return;
         };
-        let (merged, diff) = if identity {
-            let m = Merged::of(&self.obs, &self.sources, &pe.members);
-            let d = m.diff(&pe.view);
-            (m, d)
+        let merged = if identity {
+            Merged::of(&self.obs, &self.sources, &pe.members)
         } else {
-            let m = Merged::of_meta(&self.obs, &self.sources, &pe.members);
-            let d = m.diff_meta(&pe.view);
-            (m, d)
+            Merged::of_meta(&self.obs, &self.sources, &pe.members)
         };
+        let diff = merged.diff(&pe.view);
         if !diff.any() {
             return;
         }

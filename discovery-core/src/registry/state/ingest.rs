@@ -53,7 +53,7 @@ impl State {
                 // Metadata alone: the aliases and addresses as sent are those stored.
                 Some((true, false)) => {
                     self.set_expiry(idx, o.ttl.map(|t| now + t));
-                    self.store_meta(src, idx, o.meta, meta_hash, false, now, wall);
+                    self.store_meta(idx, o.meta, meta_hash, false, now, wall);
                     return;
                 }
                 _ => {}
@@ -77,7 +77,7 @@ impl State {
                 if let Some(addrs) = addrs {
                     e.addrs = addrs;
                 }
-                self.store_meta(src, idx, o.meta, meta_hash, addrs_changed, now, wall);
+                self.store_meta(idx, o.meta, meta_hash, addrs_changed, now, wall);
                 return;
             }
         }
@@ -146,10 +146,8 @@ impl State {
     /// Stores observation `idx`'s metadata (its aliases unchanged, its
     /// addresses already stored) and refreshes its peer's view; a renewal
     /// when nothing differs after all.
-    #[allow(clippy::too_many_arguments)] // one call site each; a struct would only rename them
     fn store_meta(
         &mut self,
-        src: SourceIdx,
         idx: ObsIdx,
         meta: Metadata,
         meta_hash: u64,
@@ -163,6 +161,7 @@ impl State {
         e.meta_hash = meta_hash;
         let empty = Metadata::default();
         if !addrs_changed && *e.meta.as_deref().unwrap_or(&empty) == meta {
+            let src = e.source;
             self.renew(src, idx, now, wall);
             return;
         }

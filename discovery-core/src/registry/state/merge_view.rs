@@ -28,6 +28,8 @@ pub(super) struct Merged<'a> {
     /// Deduplicated by text, ranked (stable: priority order within a rank).
     addrs: SmallVec<[&'a RankedAddr; 4]>,
     sources: SmallVec<[(&'a Arc<str>, SystemTime); 4]>,
+    /// Aliases and addresses merged (`of`), or left out (`of_meta`).
+    identity: bool,
 }
 
 impl<'a> Merged<'a> {
@@ -41,7 +43,7 @@ impl<'a> Merged<'a> {
     }
 
     /// The merge of everything but aliases and addresses (left empty), for a
-    /// change that touched only metadata: `diff_meta` compares just that.
+    /// change that touched only metadata: `diff` then compares just that.
     pub(super) fn of_meta(
         obs: &'a [Option<ObsEntry>],
         sources: &'a [SourceMeta],
@@ -65,6 +67,7 @@ impl<'a> Merged<'a> {
             labels: SmallVec::new(),
             addrs: SmallVec::new(),
             sources: SmallVec::new(),
+            identity,
         };
         for e in members
             .iter()
@@ -143,16 +146,9 @@ impl<'a> Merged<'a> {
 
     /// Which fields of the view's content (everything but uid, id and the
     /// times sources last saw it, as `Peer::same_content`) differ from this merge.
+    /// After `of_meta`, aliases and addresses count as equal.
     pub(super) fn diff(&self, p: &Peer) -> Diff {
-        self.diff_fields(p, true)
-    }
-
-    /// `diff` for a merge from `of_meta`: aliases and addresses count as equal.
-    pub(super) fn diff_meta(&self, p: &Peer) -> Diff {
-        self.diff_fields(p, false)
-    }
-
-    fn diff_fields(&self, p: &Peer, identity: bool) -> Diff {
+        let identity = self.identity;
         Diff {
             aliases: identity && !self.aliases_equal(p),
             name: p.name.as_ref() != self.name,
