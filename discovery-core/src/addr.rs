@@ -95,9 +95,14 @@ fn host_port(input: &str, s: &str, default_port: Option<u16>) -> Result<Multiadd
 
 /// The IP address a multiaddr starts with, if it starts with one.
 pub fn leading_ip(addr: &Multiaddr) -> Option<IpAddr> {
-    match addr.iter().next()? {
-        Protocol::Ip4(ip) => Some(IpAddr::V4(ip)),
-        Protocol::Ip6(ip) => Some(IpAddr::V6(ip)),
+    ip_of(addr.iter().next().as_ref())
+}
+
+/// The IP of a first protocol, if it is one.
+fn ip_of(first: Option<&Protocol<'_>>) -> Option<IpAddr> {
+    match first? {
+        Protocol::Ip4(ip) => Some(IpAddr::V4(*ip)),
+        Protocol::Ip6(ip) => Some(IpAddr::V6(*ip)),
         _ => None,
     }
 }
@@ -133,8 +138,9 @@ impl TryFrom<String> for AddressClass {
 }
 
 impl AddressClass {
-    fn matches(self, addr: &Multiaddr) -> bool {
-        let ip = leading_ip(addr);
+    /// Whether an address whose first protocol is `first` is of this class.
+    fn matches_first(self, first: Option<&Protocol<'_>>) -> bool {
+        let ip = ip_of(first);
         match self {
             AddressClass::Loopback => ip.is_some_and(|ip| ip.is_loopback()),
             AddressClass::LinkLocal => ip.is_some_and(|ip| match ip {
@@ -146,7 +152,7 @@ impl AddressClass {
                 IpAddr::V6(v6) => (v6.segments()[0] & 0xfe00) == 0xfc00,
             }),
             AddressClass::Dns => matches!(
-                addr.iter().next(),
+                first,
                 Some(
                     Protocol::Dns(_) | Protocol::Dns4(_) | Protocol::Dns6(_) | Protocol::Dnsaddr(_)
                 )
@@ -193,21 +199,32 @@ impl AddressPolicy {
 
     /// Whether an address is dropped, and why.
     pub fn check(&self, addr: &Multiaddr) -> Option<DropReason> {
-        if let Some(ip) = leading_ip(addr) {
-            if ip.is_unspecified() || ip == IpAddr::V4(Ipv4Addr::BROADCAST) {
-                return Some(DropReason::Unspecified);
-            }
-        }
-        self.exclude
-            .iter()
-            .find(|c| c.matches(addr))
-            .map(|c| DropReason::Excluded(*c))
+        self.judge(addr).err()
     }
 
     /// The rank of an address: lower first. Preferred networks first, in
     /// configured order; then everything else.
     pub fn rank(&self, addr: &Multiaddr) -> usize {
-        match leading_ip(addr) {
+        self.rank_first(addr.iter().next().as_ref())
+    }
+
+    /// `check` and `rank` at once, reading the address's first protocol once.
+    pub(crate) fn judge(&self, addr: &Multiaddr) -> Result<usize, DropReason> {
+        let first = addr.iter().next();
+        let first = first.as_ref();
+        if let Some(ip) = ip_of(first) {
+            if ip.is_unspecified() || ip == IpAddr::V4(Ipv4Addr::BROADCAST) {
+                return Err(DropReason::Unspecified);
+            }
+        }
+        match self.exclude.iter().find(|c| c.matches_first(first)) {
+            Some(c) => Err(DropReason::Excluded(*c)),
+            None => Ok(self.rank_first(first)),
+        }
+    }
+
+    fn rank_first(&self, first: Option<&Protocol<'_>>) -> usize {
+        match ip_of(first) {
             Some(ip) => self
                 .prefer
                 .iter()

@@ -19,6 +19,22 @@ pub(crate) fn text(addr: &Multiaddr) -> String {
 
 /// Appends the text of `addr` to `s` (a reused buffer: no allocation of its own).
 pub(crate) fn write_text(s: &mut String, addr: &Multiaddr) {
+    // The usual shapes, read from the bytes (code 4 = ip4, 6 = tcp).
+    match *addr.as_ref() {
+        [4, a, b, c, d, 6, hi, lo] => {
+            s.push_str("/ip4/");
+            push_ipv4(s, Ipv4Addr::new(a, b, c, d));
+            s.push_str("/tcp/");
+            push_u16(s, u16::from_be_bytes([hi, lo]));
+            return;
+        }
+        [4, a, b, c, d] => {
+            s.push_str("/ip4/");
+            push_ipv4(s, Ipv4Addr::new(a, b, c, d));
+            return;
+        }
+        _ => {}
+    }
     for p in addr.iter() {
         match p {
             Protocol::Ip4(ip) => {
@@ -61,9 +77,8 @@ fn push_u16(s: &mut String, n: u16) {
             break;
         }
     }
-    for &d in &digits[i..] {
-        s.push(char::from(d));
-    }
+    // ASCII digits: valid UTF-8.
+    s.push_str(std::str::from_utf8(&digits[i..]).unwrap_or_default());
 }
 
 #[cfg(test)]
@@ -75,6 +90,8 @@ mod tests {
         let fixed = [
             "/ip4/10.0.0.7/tcp/9000",
             "/ip4/0.0.0.0/tcp/0",
+            "/ip4/10.0.0.7",
+            "/ip4/10.0.0.7/tcp/80/http",
             "/ip4/255.255.255.255/udp/65535",
             "/ip6/fe80::1/tcp/4001",
             "/ip6zone/eth0/ip6/fe80::1/tcp/4001",
@@ -92,6 +109,7 @@ mod tests {
         for n in 0..=255u16 {
             let ip = Ipv4Addr::new(n as u8, (255 - n) as u8, (n * 7 % 256) as u8, 1);
             let port = n.wrapping_mul(257);
+            assert_eq!(text(&Multiaddr::from(ip)), Multiaddr::from(ip).to_string());
             for p in [Protocol::Tcp(port), Protocol::Udp(port)] {
                 let a = Multiaddr::from(ip).with(p);
                 assert_eq!(text(&a), a.to_string());

@@ -97,11 +97,22 @@ impl Alias {
     /// The value compared when matching: container ids by their short form
     /// (Docker uses it as the hostname), everything trimmed.
     pub fn match_value(&self) -> &str {
-        let v = self.value.trim();
+        let v = trim(&self.value);
         match self.kind {
             AliasKind::ContainerId if v.len() > 12 && v.is_char_boundary(12) => &v[..12],
             _ => v,
         }
+    }
+}
+
+/// `s.trim()`, without decoding when both ends are printable ASCII (the
+/// usual case: every alias is matched on each merge).
+pub(crate) fn trim(s: &str) -> &str {
+    let plain = |b: &u8| *b > b' ' && *b < 0x80;
+    let b = s.as_bytes();
+    match (b.first(), b.last()) {
+        (Some(first), Some(last)) if plain(first) && plain(last) => s,
+        _ => s.trim(),
     }
 }
 
@@ -245,6 +256,34 @@ impl LocalPeer {
             addrs: self.addrs.clone(),
             meta: self.meta.clone(),
             ttl,
+        }
+    }
+}
+
+#[cfg(test)]
+mod trim_tests {
+    #[test]
+    fn trim_equals_str_trim() {
+        for s in [
+            "",
+            " ",
+            "a",
+            "ab",
+            " a",
+            "a ",
+            "\ta\n",
+            "\u{0B}a",
+            "a\u{0B}",
+            "\u{A0}a",
+            "a\u{3000}",
+            "é",
+            "aé",
+            "éa",
+            "a b",
+            "\u{7F}",
+            "x\u{85}",
+        ] {
+            assert_eq!(super::trim(s), s.trim(), "{s:?}");
         }
     }
 }

@@ -249,3 +249,48 @@ async fn split_keeps_one_uid_and_joins_the_rest() {
     rig.apply(2, SourceEvent::Remove { key: "b".into() });
     assert_eq!(rig.state.snapshot().peers.len(), 2);
 }
+
+/// A lower-priority sighting that bridges two groups formed before it must
+/// not win fields over the middle one: members stay in priority order.
+#[test]
+fn a_bridge_keeps_the_members_in_priority_order() {
+    let mut s = State::new(AddressPolicy::default());
+    for (name, prio) in [("hi", 100), ("mid", 50), ("lo", 10)] {
+        s.add_source(
+            Arc::from(name),
+            prio,
+            SourceClass::Primary,
+            Duration::from_secs(300),
+        );
+    }
+    let now = Instant::now();
+    let mut put = |src: u16, key: &str, aliases: &[(AliasKind, &str)], status: Option<&str>| {
+        let mut o = Observation::new(key);
+        o.aliases = aliases.iter().map(|(k, v)| Alias::new(*k, *v)).collect();
+        o.meta.status = status.map(str::to_owned);
+        s.apply(src, SourceEvent::Upsert(o), now, SystemTime::UNIX_EPOCH);
+    };
+    put(0, "a", &[(AliasKind::AgentId, "agent-1")], None);
+    put(
+        1,
+        "b",
+        &[(AliasKind::PeerId, "12D3KooWp")],
+        Some("from-mid"),
+    );
+    put(
+        2,
+        "c",
+        &[
+            (AliasKind::AgentId, "agent-1"),
+            (AliasKind::PeerId, "12D3KooWp"),
+        ],
+        Some("from-lo"),
+    );
+    let snap = s.snapshot();
+    assert_eq!(snap.peers.len(), 1, "{snap:?}");
+    assert_eq!(
+        snap.peers[0].status.as_deref(),
+        Some("from-mid"),
+        "{snap:?}"
+    );
+}

@@ -4,9 +4,11 @@
 
 mod addrs; // address policy: drop unspecified/loopback/link-local, rank preferred
 mod alias_index; // strong alias -> observations (an IP alone is not identity)
+mod attach; // a new sighting joins the one peer it links to without a re-partition
 mod component; // a change re-merges only its connected component
 mod conflicts; // identity conflicts reported exactly while they hold
 mod events; // joined/updated/left, consecutive versions, replay == snapshot
+mod expiry_queue; // when observations expire: a heap with lazy removal
 mod fallback; // fallback sources count while every primary is down (hysteresis)
 mod health; // degraded keeps the last good set; readiness; the cache stand-in
 mod ids; // display id and the stable uid
@@ -141,9 +143,14 @@ fn wall_ns(wall: SystemTime) -> u64 {
 
 #[derive(Debug)]
 struct PeerEntry {
+    /// Its observations, highest priority first (`State::merge_order`).
     members: Members,
     /// Shared with the events that carried it; copied on write.
     view: Arc<Peer>,
+    /// Its component is itself (no strong alias links it to another
+    /// observation) and holds no conflict: a new sighting may join it
+    /// without a re-partition (`attach`).
+    isolated: bool,
 }
 
 fn kind_index(k: AliasKind) -> usize {
@@ -166,8 +173,8 @@ pub(crate) struct State {
     peers: Vec<Option<PeerEntry>>,
     free_peers: Vec<PeerIdx>,
     peer_ids: ids::IdIndex,
-    /// One entry per observation with a TTL, at or before its expiry.
-    expiry: BTreeMap<(Instant, ObsIdx), ()>,
+    /// One live entry per observation with a TTL, at or before its expiry.
+    expiry: expiry_queue::ExpiryQueue,
     version: u64,
     fallback_active: bool,
     /// Hysteresis: how long primaries stay healthy before the fallback stands down.
@@ -188,6 +195,13 @@ pub(crate) struct State {
     /// Aliases of observations taken out of the index since the last
     /// recompute: their conflicts are re-decided even when no neighbour is left.
     unindexed_aliases: Vec<(AliasKind, String)>,
+    /// Tests only: every change takes the full re-partition (the reference
+    /// a merge from scratch is built with).
+    #[cfg(test)]
+    pub(crate) reference_only: bool,
+    /// Tests only: new sightings placed without a re-partition.
+    #[cfg(test)]
+    pub(crate) placed_without_partition: u64,
 }
 
 impl State {
@@ -203,7 +217,7 @@ impl State {
             peers: Vec::new(),
             free_peers: Vec::new(),
             peer_ids: Default::default(),
-            expiry: BTreeMap::new(),
+            expiry: Default::default(),
             version: 0,
             fallback_active: true,
             fallback_hold: Duration::ZERO,
@@ -217,6 +231,10 @@ impl State {
             addr_text: String::new(),
             last_uid: 0,
             unindexed_aliases: Vec::new(),
+            #[cfg(test)]
+            reference_only: false,
+            #[cfg(test)]
+            placed_without_partition: 0,
         }
     }
 

@@ -890,6 +890,7 @@ fn incremental_merge_equals_merge_from_scratch() {
             let _ = s.take_events().count();
         }
         let mut fresh = new_state();
+        fresh.reference_only = true;
         for ((src, _), o) in &live {
             fresh.apply(*src, SourceEvent::Upsert(o.clone()), now, wall);
         }
@@ -901,4 +902,58 @@ fn incremental_merge_equals_merge_from_scratch() {
             "round {round}"
         );
     }
+}
+
+/// The expiry queue drops entries lazily: removals and earlier expiries
+/// leave stale entries behind, which stay bounded and never expire anything.
+#[test]
+fn expiry_queue_stays_bounded_under_removals_and_expires_exactly_the_live() {
+    use super::state::{SourceClass, State};
+    use crate::addr::AddressPolicy;
+    use std::time::SystemTime;
+
+    let mut s = State::new(AddressPolicy::default());
+    s.add_source(
+        Arc::from("s"),
+        0,
+        SourceClass::Primary,
+        Duration::from_secs(1 << 20),
+    );
+    let t0 = tokio::time::Instant::now();
+    let wall = SystemTime::UNIX_EPOCH;
+    let upsert = |s: &mut State, i: usize, ttl: u64| {
+        let mut o = obs(&format!("k{i}"), &[(AgentId, &format!("agent-{i}"))], &[]);
+        o.ttl = Some(Duration::from_secs(ttl));
+        s.apply(0, SourceEvent::Upsert(o), t0, wall);
+    };
+    for i in 0..1000 {
+        upsert(&mut s, i, 60);
+    }
+    // 900 removed, and 50 of the rest re-sent with an earlier expiry.
+    for i in 0..900 {
+        s.apply(
+            0,
+            SourceEvent::Remove {
+                key: format!("k{i}"),
+            },
+            t0,
+            wall,
+        );
+        s.check_invariants();
+    }
+    for i in 900..950 {
+        upsert(&mut s, i, 30);
+    }
+    s.check_invariants();
+    let _ = s.take_events().count();
+    assert_eq!(s.peer_count(), 100);
+    // Nothing is due before the earliest live expiry.
+    s.advance(t0 + Duration::from_secs(29));
+    assert_eq!(s.peer_count(), 100);
+    s.advance(t0 + Duration::from_secs(30));
+    assert_eq!(s.peer_count(), 50, "the 50 re-sent with 30 s expired");
+    s.advance(t0 + Duration::from_secs(60));
+    assert_eq!(s.peer_count(), 0);
+    s.check_invariants();
+    assert_eq!(s.next_deadline(), None, "no entry left, stale or live");
 }

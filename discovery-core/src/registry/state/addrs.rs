@@ -30,13 +30,15 @@ impl State {
         let mut matched = 0;
         let mut diverged = stored.is_none();
         for a in &addrs {
-            if let Some(reason) = self.policy.check(a) {
-                self.dropped_addrs += 1;
-                metrics::counter!("rollcall_addresses_dropped_total", "reason" => drop_label(reason))
-                    .increment(1);
-                continue;
-            }
-            let rank = self.policy.rank(a) as u32;
+            let rank = match self.policy.judge(a) {
+                Ok(rank) => rank as u32,
+                Err(reason) => {
+                    self.dropped_addrs += 1;
+                    metrics::counter!("rollcall_addresses_dropped_total", "reason" => drop_label(reason))
+                        .increment(1);
+                    continue;
+                }
+            };
             let text = &mut self.addr_text;
             text.clear();
             crate::addr_text::write_text(text, a);

@@ -3,7 +3,7 @@
 
 use smallvec::SmallVec;
 
-use super::{kind_index, ObsIdx, PeerIdx, State};
+use super::{kind_index, ObsIdx, PeerIdx, SourceIdx, State};
 
 impl State {
     /// Re-partitions the connected component around `seeds` and the members
@@ -11,7 +11,9 @@ impl State {
     pub(super) fn recompute(&mut self, seeds: &[ObsIdx], seed_peers: &[PeerIdx]) {
         let (comp, old_peers) = self.component(seeds, seed_peers);
         let (groups, found_conflicts) = self.partition(&comp);
-        self.publish_groups(groups, old_peers);
+        // One group and no clash: the peer is its whole component.
+        let isolated = groups.len() == 1 && found_conflicts.is_empty();
+        self.publish_groups(groups, old_peers, isolated);
         self.update_conflicts(&comp, found_conflicts);
         metrics::gauge!("rollcall_roster_peers").set(self.peer_count() as f64);
     }
@@ -67,25 +69,20 @@ impl State {
         }
 
         // Highest priority first, then a stable order: the partition is deterministic.
-        comp.sort_by(|&a, &b| {
-            let (ea, eb) = (self.entry(a), self.entry(b));
-            let ka = ea.map(|e| {
-                (
-                    -(self.sources[e.source as usize].priority as i64),
-                    e.source,
-                    &e.key,
-                )
-            });
-            let kb = eb.map(|e| {
-                (
-                    -(self.sources[e.source as usize].priority as i64),
-                    e.source,
-                    &e.key,
-                )
-            });
-            ka.cmp(&kb)
-        });
+        comp.sort_by(|&a, &b| self.merge_order(a).cmp(&self.merge_order(b)));
         (comp, old_peers)
+    }
+
+    /// Where observation `idx` stands in a merge: highest priority first,
+    /// then by source and key (`None`, a vacant slot, first).
+    pub(super) fn merge_order(&self, idx: ObsIdx) -> Option<(i64, SourceIdx, &str)> {
+        self.entry(idx).map(|e| {
+            (
+                -i64::from(self.sources[e.source as usize].priority),
+                e.source,
+                &*e.key,
+            )
+        })
     }
 
     fn next_visit_gen(&mut self) -> u32 {

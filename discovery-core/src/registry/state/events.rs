@@ -56,10 +56,12 @@ impl State {
 
     /// Stores the new groups of a component that `old_peers` held before and
     /// stages the events that turn the old roster into the new one.
+    /// `isolated`: the one group is its whole component, with no conflict.
     pub(super) fn publish_groups(
         &mut self,
         groups: SmallVec<[Members; 2]>,
         old_peers: SmallVec<[PeerIdx; 8]>,
+        isolated: bool,
     ) {
         // Forget the old peers' ids so the new groups can take them.
         for &p in &old_peers {
@@ -125,7 +127,11 @@ impl State {
                     e.set_peer(Some(slot));
                 }
             }
-            self.peers[slot as usize] = Some(PeerEntry { members, view });
+            self.peers[slot as usize] = Some(PeerEntry {
+                members,
+                view,
+                isolated,
+            });
             if let Some(pe) = self.peers[slot as usize].as_ref().map(|pe| pe.view.clone()) {
                 self.id_insert(&pe.id, slot);
             }

@@ -139,7 +139,7 @@ impl State {
         self.set_expiry(idx, o.ttl.map(|t| now + t));
         if active {
             self.index(idx);
-            self.recompute(&[idx], &[]);
+            self.place_new(idx);
         }
     }
 
@@ -224,15 +224,19 @@ impl State {
     }
 }
 
-/// The aliases as kept: blank ones and repeats dropped, in the source's order.
-fn clean_aliases(input: Vec<Alias>) -> Box<[Alias]> {
-    let mut kept: Vec<Alias> = Vec::with_capacity(input.len());
-    for a in input {
-        if !a.value.trim().is_empty() && !kept.contains(&a) {
-            kept.push(a);
+/// The aliases as kept: blank ones and repeats dropped, in the source's
+/// order (in place: the source's vector becomes the stored slice).
+fn clean_aliases(mut input: Vec<Alias>) -> Box<[Alias]> {
+    let mut kept = 0;
+    for i in 0..input.len() {
+        let a = &input[i];
+        if !crate::model::trim(&a.value).is_empty() && !input[..kept].contains(a) {
+            input.swap(kept, i);
+            kept += 1;
         }
     }
-    kept.into_boxed_slice()
+    input.truncate(kept);
+    input.into_boxed_slice()
 }
 
 /// Whether `clean_aliases(input)` would equal `stored`, without building it.
@@ -240,7 +244,7 @@ fn same_clean_aliases(stored: &[Alias], input: &[Alias]) -> bool {
     let mut kept = input
         .iter()
         .enumerate()
-        .filter(|&(i, a)| !a.value.trim().is_empty() && !input[..i].contains(a))
+        .filter(|&(i, a)| !crate::model::trim(&a.value).is_empty() && !input[..i].contains(a))
         .map(|(_, a)| a);
     stored.iter().all(|s| kept.next() == Some(s)) && kept.next().is_none()
 }

@@ -61,7 +61,8 @@ impl State {
                 assert!(seen.insert(m), "observation in two peers");
             }
         }
-        // Each observation with a TTL is queued once, no later than it expires.
+        // Each observation with a TTL is queued, no later than it expires.
+        let entries: std::collections::HashSet<_> = self.expiry.entries().collect();
         for (i, e) in self.obs.iter().enumerate() {
             let Some(e) = e else { continue };
             assert_eq!(
@@ -71,17 +72,20 @@ impl State {
             );
             if let (Some(x), Some(q)) = (e.expiry, e.queued) {
                 assert!(q <= x, "queued after its expiry");
-                assert!(self.expiry.contains_key(&(q, i as u32)), "in the queue");
+                assert!(entries.contains(&(q, i as u32)), "in the queue");
             }
         }
-        assert_eq!(
-            self.expiry.len(),
-            self.obs
-                .iter()
-                .flatten()
-                .filter(|e| e.queued.is_some())
-                .count(),
-            "one queue entry per observation with a TTL"
+        let queued = self
+            .obs
+            .iter()
+            .flatten()
+            .filter(|e| e.queued.is_some())
+            .count();
+        assert_eq!(self.expiry.live(), queued, "live entries counted");
+        assert!(
+            self.expiry.len() <= 2 * queued + 64,
+            "stale entries bounded: {} for {queued} live",
+            self.expiry.len()
         );
         let active = self.obs.iter().flatten().filter(|e| e.active).count();
         assert_eq!(seen.len(), active, "every active observation is in a peer");

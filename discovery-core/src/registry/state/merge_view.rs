@@ -196,11 +196,11 @@ impl<'a> Merged<'a> {
             );
         }
         if diff.labels {
-            p.labels = self
-                .labels
-                .iter()
-                .map(|(k, v)| ((*k).clone(), (*v).clone()))
-                .collect();
+            // Inserted one by one: collecting sorts through a buffer first.
+            p.labels.clear();
+            for (k, v) in &self.labels {
+                p.labels.insert((*k).clone(), (*v).clone());
+            }
         }
         if diff.addrs {
             overwrite(

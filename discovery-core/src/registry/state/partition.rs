@@ -8,6 +8,7 @@ use super::{kind_index, Alias, AliasKind, HashMap, Members, ObsIdx, State};
 
 /// One group being formed during a partition.
 struct Group<'a> {
+    /// Positions in the component (its priority order), ascending.
     members: Members,
     /// Values of the singular kinds, indexed like `AliasKind::ALL`.
     singular: [Option<&'a str>; 5],
@@ -31,15 +32,10 @@ impl State {
             }
             g
         }
-        for &o in comp {
+        for (pos, &o) in comp.iter().enumerate() {
+            let pos = pos as ObsIdx;
             let Some(e) = self.entry(o) else { continue };
-            let mut singular: [Option<&str>; 5] = Default::default();
-            for a in e.aliases.iter() {
-                let k = kind_index(a.kind);
-                if a.kind.is_singular() && singular[k].is_none() {
-                    singular[k] = Some(a.match_value());
-                }
-            }
+            let singular = singular_values(&e.aliases);
             let mut target: Option<usize> = None;
             let mut seen: SmallVec<[usize; 4]> = SmallVec::new();
             for a in e.aliases.iter().filter(|a| a.kind.is_strong()) {
@@ -55,13 +51,13 @@ impl State {
                     None => match clash(&groups[g].singular, &singular) {
                         None => {
                             merge_singular(&mut groups[g].singular, &singular);
-                            groups[g].members.push(o);
+                            groups[g].members.push(pos);
                             target = Some(g);
                         }
                         Some(k) => conflicts.push(FoundConflict {
                             shared: a.clone(),
                             disputed: AliasKind::ALL[k],
-                            a: groups[g].members[0],
+                            a: comp[groups[g].members[0] as usize],
                             b: o,
                         }),
                     },
@@ -70,13 +66,15 @@ impl State {
                             let moved = std::mem::take(&mut groups[g].members);
                             let sing = std::mem::take(&mut groups[g].singular);
                             merge_singular(&mut groups[t].singular, &sing);
-                            groups[t].members.extend(moved);
+                            // Interleaved, not appended: the merged view
+                            // takes each field from the highest priority.
+                            groups[t].members = merge_sorted(&groups[t].members, &moved);
                             groups[g].merged_into = Some(t);
                         }
                         Some(k) => conflicts.push(FoundConflict {
                             shared: a.clone(),
                             disputed: AliasKind::ALL[k],
-                            a: groups[g].members[0],
+                            a: comp[groups[g].members[0] as usize],
                             b: o,
                         }),
                     },
@@ -86,7 +84,7 @@ impl State {
                 Some(t) => t,
                 None => {
                     groups.push(Group {
-                        members: smallvec::smallvec![o],
+                        members: smallvec::smallvec![pos],
                         singular,
                         merged_into: None,
                     });
@@ -100,7 +98,7 @@ impl State {
         let out = groups
             .into_iter()
             .filter(|g| g.merged_into.is_none() && !g.members.is_empty())
-            .map(|g| g.members)
+            .map(|g| g.members.iter().map(|&pos| comp[pos as usize]).collect())
             .collect();
         (out, conflicts)
     }
@@ -113,11 +111,43 @@ pub(super) struct FoundConflict {
     pub(super) b: ObsIdx,
 }
 
-fn clash(a: &[Option<&str>; 5], b: &[Option<&str>; 5]) -> Option<usize> {
+/// The union of two ascending lists of distinct positions, ascending.
+fn merge_sorted(a: &[ObsIdx], b: &[ObsIdx]) -> Members {
+    let mut out = Members::with_capacity(a.len() + b.len());
+    let (mut i, mut j) = (0, 0);
+    while i < a.len() && j < b.len() {
+        if a[i] < b[j] {
+            out.push(a[i]);
+            i += 1;
+        } else {
+            out.push(b[j]);
+            j += 1;
+        }
+    }
+    out.extend_from_slice(&a[i..]);
+    out.extend_from_slice(&b[j..]);
+    out
+}
+
+/// An observation's value of each singular kind (its first, by `AliasKind::ALL`):
+/// what must agree within one peer.
+pub(super) fn singular_values(aliases: &[Alias]) -> [Option<&str>; 5] {
+    let mut singular: [Option<&str>; 5] = Default::default();
+    for a in aliases {
+        let k = kind_index(a.kind);
+        if a.kind.is_singular() && singular[k].is_none() {
+            singular[k] = Some(a.match_value());
+        }
+    }
+    singular
+}
+
+/// The first singular kind on which `a` and `b` hold different values.
+pub(super) fn clash(a: &[Option<&str>; 5], b: &[Option<&str>; 5]) -> Option<usize> {
     (0..5).find(|&k| matches!((a[k], b[k]), (Some(x), Some(y)) if x != y))
 }
 
-fn merge_singular<'a>(into: &mut [Option<&'a str>; 5], from: &[Option<&'a str>; 5]) {
+pub(super) fn merge_singular<'a>(into: &mut [Option<&'a str>; 5], from: &[Option<&'a str>; 5]) {
     for k in 0..5 {
         if into[k].is_none() {
             into[k] = from[k];

@@ -3,12 +3,12 @@
 
 use tokio::time::Instant;
 
-use super::{Health, ObsIdx, SourceClass, State};
+use super::{Health, ObsEntry, ObsIdx, SourceClass, State};
 
 impl State {
     /// The earliest moment `advance` has work to do.
     pub(crate) fn next_deadline(&self) -> Option<Instant> {
-        let ttl = self.expiry.keys().next().map(|(t, _)| *t);
+        let ttl = self.expiry.next_time();
         let stale = self.sources.iter().filter_map(|s| s.stale_deadline).min();
         let hold = self
             .primaries_ok_since
@@ -20,20 +20,20 @@ impl State {
     /// Expires observations whose TTL passed and drops what degraded sources
     /// kept for longer than their maximum staleness.
     pub(crate) fn advance(&mut self, now: Instant) {
-        while let Some((&(t, idx), _)) = self.expiry.iter().next() {
-            if t > now {
-                break;
-            }
-            self.expiry.remove(&(t, idx));
+        while let Some((t, idx)) = self.expiry.pop_due(now) {
             let Some(Some(e)) = self.obs.get_mut(idx as usize) else {
                 continue;
             };
+            if e.queued != Some(t) {
+                continue; // stale: re-filed or replaced since
+            }
+            self.expiry.popped_live();
             e.queued = None;
             match e.expiry {
                 // Renewed since it was filed: file it again at its expiry.
                 Some(at) if at > now => {
                     e.queued = Some(at);
-                    self.expiry.insert((at, idx), ());
+                    self.expiry.file(at, idx);
                     continue;
                 }
                 _ => e.expiry = None,
@@ -83,12 +83,23 @@ impl State {
         if at.is_some_and(|at| e.queued.is_some_and(|q| q <= at)) {
             return;
         }
-        if let Some(q) = e.queued.take() {
-            self.expiry.remove(&(q, idx));
+        if e.queued.take().is_some() {
+            let obs = &self.obs;
+            self.expiry.unfile(|| filed(obs));
         }
         if let Some(at) = at {
-            e.queued = Some(at);
-            self.expiry.insert((at, idx), ());
+            if let Some(e) = self.obs[idx as usize].as_mut() {
+                e.queued = Some(at);
+            }
+            self.expiry.file(at, idx);
         }
     }
+}
+
+/// Every observation's place in the expiry queue.
+fn filed(obs: &[Option<ObsEntry>]) -> Vec<(Instant, ObsIdx)> {
+    obs.iter()
+        .enumerate()
+        .filter_map(|(i, e)| Some((e.as_ref()?.queued?, i as ObsIdx)))
+        .collect()
 }
