@@ -1,4 +1,5 @@
-//! Merge throughput and memory per peer: 1k, 10k and 100k peers, each seen by 3 sources.
+//! Merge throughput: 1k, 10k and 100k peers, each seen by 3 sources, on the
+//! system allocator (memory per peer: the `registry_memory` bench).
 //!
 //! Two shapes of input: `merge/*` hands the registry every observation made
 //! beforehand (30k at 10k peers, cold in memory, freed in bulk); `streamed/*`
@@ -6,98 +7,17 @@
 //! decoding messages does (only the upserts are timed in both).
 //!
 //! Run: `cargo bench -p discovery-core --bench registry` (one size: add `-- /10k`).
-//! Under a profiler, `ROLLCALL_BENCH_CRITERION_ONLY=1` skips the memory and
-//! CPU-time passes, e.g. `... --bench registry -- --bench cold_load/10k --profile-time 8`.
+//! Under a profiler, `ROLLCALL_BENCH_CRITERION_ONLY=1` skips the CPU-time pass, e.g. `... --bench registry -- --bench cold_load/10k --profile-time 8`.
 
 use std::time::{Duration, SystemTime};
 
 use criterion::measurement::WallTime;
 use criterion::{criterion_group, BatchSize, BenchmarkGroup, BenchmarkId, Criterion, Throughput};
 use discovery_core::bench::Merger;
-use discovery_core::{parse_addr, AddressPolicy, Alias, AliasKind, Metadata, Observation};
+use discovery_core::AddressPolicy;
 
-/// The system allocator, counting the bytes asked for and not given back
-/// (reallocations included): what the registry holds, not the allocator's overhead.
-#[global_allocator]
-static GLOBAL: cap::Cap<std::alloc::System> = cap::Cap::new(std::alloc::System, usize::MAX);
-
-const SOURCES: usize = 3;
-/// Roster sizes measured, with their names in the bench ids.
-const SIZES: [(usize, &str); 3] = [(1_000, "1k"), (10_000, "10k"), (100_000, "100k")];
-
-/// What each of three sources (think swarm, nats, mdns) reports of peer `i`.
-fn observations(peers: usize, status: &str) -> Vec<(u16, Observation)> {
-    observations_range(0, peers, status)
-}
-
-fn observations_range(from: usize, to: usize, status: &str) -> Vec<(u16, Observation)> {
-    let mut out = Vec::with_capacity((to - from) * SOURCES);
-    for i in from..to {
-        let agent = format!("chorus-agent-{i}");
-        let container = format!("{:012x}{:052x}", i + 1, i);
-        let peer_id = format!("12D3KooW{i:044}");
-        let ip = format!("10.{}.{}.{}:9000", i / 62_500, i / 250 % 250, i % 250 + 2);
-        let addr = parse_addr(&ip).expect("valid");
-        // swarm: task + container ids, overlay address, labels.
-        out.push((
-            0,
-            Observation {
-                key: format!("task-{i}"),
-                aliases: vec![
-                    Alias::new(AliasKind::TaskId, format!("task-{i}")),
-                    Alias::new(AliasKind::ContainerId, container.clone()),
-                ],
-                addrs: vec![addr.clone()],
-                meta: Metadata {
-                    labels: [("service".to_string(), "CHORUS_chorus".to_string())].into(),
-                    ..Default::default()
-                },
-                ttl: None,
-            },
-        ));
-        // nats: agent id, container id (short), peer id, status and capabilities.
-        out.push((
-            1,
-            Observation {
-                key: agent.clone(),
-                aliases: vec![
-                    Alias::agent_id(agent.clone()),
-                    Alias::new(AliasKind::ContainerId, container[..12].to_string()),
-                    Alias::peer_id(peer_id.clone()),
-                ],
-                addrs: vec![addr.clone()],
-                meta: Metadata {
-                    status: Some(status.to_string()),
-                    capabilities: vec!["go_development".into()],
-                    ..Default::default()
-                },
-                ttl: Some(Duration::from_secs(15)),
-            },
-        ));
-        // mdns: peer id and address.
-        out.push((
-            2,
-            Observation {
-                key: peer_id.clone(),
-                aliases: vec![Alias::peer_id(peer_id)],
-                addrs: vec![addr],
-                meta: Metadata::default(),
-                ttl: Some(Duration::from_secs(360)),
-            },
-        ));
-    }
-    out
-}
-
-fn load(obs: Vec<(u16, Observation)>) -> Merger {
-    let mut m = Merger::new(AddressPolicy::default(), SOURCES);
-    let now = tokio::time::Instant::now();
-    let wall = SystemTime::now();
-    for (s, o) in obs {
-        m.upsert_at(s, o, now, wall);
-    }
-    m
-}
+mod fleet;
+use fleet::{load, observations, observations_range, SIZES, SOURCES};
 
 /// Sets the group's throughput and sampling for `peers` and names the case.
 fn size_group(g: &mut BenchmarkGroup<'_, WallTime>, peers: usize, name: &str) -> String {
@@ -203,26 +123,6 @@ fn streamed(m: &mut Merger, peers: usize, status: &str) -> Duration {
     total
 }
 
-fn memory_per_peer(peers: usize) {
-    let obs = observations(peers, "idle");
-    let before = GLOBAL.allocated() as i64;
-    let m = load(obs);
-    let live = GLOBAL.allocated() as i64 - before;
-    assert_eq!(
-        m.peers(),
-        peers,
-        "every peer merged from its three sightings"
-    );
-    println!(
-        "memory: {} peers x {} sources: {} bytes live after load = {:.0} bytes per peer (registry state incl. observations, indexes and merged views)",
-        m.peers(),
-        SOURCES,
-        live,
-        live as f64 / peers as f64
-    );
-    drop(m);
-}
-
 /// Nanoseconds this thread has run on a CPU (Linux schedstat): unlike wall
 /// time, it does not count the time other processes had the core.
 fn thread_cpu_ns() -> Option<u64> {
@@ -281,9 +181,6 @@ fn main() {
         benches();
         Criterion::default().configure_from_args().final_summary();
         return;
-    }
-    for (peers, _) in SIZES {
-        memory_per_peer(peers);
     }
     for (peers, _) in SIZES {
         cpu_throughput(peers, if peers >= 100_000 { 5 } else { 11 });

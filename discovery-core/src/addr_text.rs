@@ -19,19 +19,19 @@ pub(crate) fn text(addr: &Multiaddr) -> String {
 
 /// Appends the text of `addr` to `s` (a reused buffer: no allocation of its own).
 pub(crate) fn write_text(s: &mut String, addr: &Multiaddr) {
-    // The usual shapes, read from the bytes (code 4 = ip4, 6 = tcp).
+    // The usual shapes, read from the bytes (code 4 = ip4, 6 = tcp) and
+    // written through a stack buffer in one push.
+    let mut buf = Digits::default();
     match *addr.as_ref() {
         [4, a, b, c, d, 6, hi, lo] => {
-            s.push_str("/ip4/");
-            push_ipv4(s, Ipv4Addr::new(a, b, c, d));
-            s.push_str("/tcp/");
-            push_u16(s, u16::from_be_bytes([hi, lo]));
-            return;
+            buf.ipv4([a, b, c, d]);
+            buf.text(b"/tcp/");
+            buf.number(u16::from_be_bytes([hi, lo]));
+            return buf.push_to(s);
         }
         [4, a, b, c, d] => {
-            s.push_str("/ip4/");
-            push_ipv4(s, Ipv4Addr::new(a, b, c, d));
-            return;
+            buf.ipv4([a, b, c, d]);
+            return buf.push_to(s);
         }
         _ => {}
     }
@@ -53,6 +53,50 @@ pub(crate) fn write_text(s: &mut String, addr: &Multiaddr) {
                 let _ = write!(s, "{other}");
             }
         }
+    }
+}
+
+/// Room for `/ip4/255.255.255.255/tcp/65535` (30 bytes).
+#[derive(Default)]
+struct Digits {
+    bytes: [u8; 32],
+    len: usize,
+}
+
+impl Digits {
+    fn text(&mut self, t: &[u8]) {
+        // Byte by byte: a few bytes each time, where a copy was a call.
+        for &b in t {
+            self.bytes[self.len] = b;
+            self.len += 1;
+        }
+    }
+    fn number(&mut self, n: u16) {
+        let mut digits = [0u8; 5];
+        let mut i = digits.len();
+        let mut n = n;
+        loop {
+            i -= 1;
+            digits[i] = b'0' + (n % 10) as u8;
+            n /= 10;
+            if n == 0 {
+                break;
+            }
+        }
+        self.text(&digits[i..]);
+    }
+    fn ipv4(&mut self, octets: [u8; 4]) {
+        self.text(b"/ip4/");
+        for (i, o) in octets.into_iter().enumerate() {
+            if i > 0 {
+                self.text(b".");
+            }
+            self.number(u16::from(o));
+        }
+    }
+    fn push_to(&self, s: &mut String) {
+        // ASCII only: always valid UTF-8.
+        s.push_str(std::str::from_utf8(&self.bytes[..self.len]).unwrap_or_default());
     }
 }
 

@@ -1,25 +1,41 @@
 //! Strong aliases to the observations claiming them: what links sightings
 //! into one peer. Weak aliases (host names) and addresses are never indexed.
 
+use smallvec::SmallVec;
+
 use super::{kind_index, ObsIdx, State};
+
+/// (position among the observation's aliases, hash of its match value) of
+/// each strong alias.
+pub(super) type AliasHashes = SmallVec<[(u32, u64); 4]>;
 
 impl State {
     pub(super) fn index(&mut self, idx: ObsIdx) {
+        self.index_hashed(idx);
+    }
+
+    /// `index`, returning where each strong alias was filed (by position in
+    /// the observation's aliases: its kind's table and its hash), so the
+    /// caller need not hash them again.
+    pub(super) fn index_hashed(&mut self, idx: ObsIdx) -> AliasHashes {
+        let mut filed = AliasHashes::new();
         let Some(e) = self.obs[idx as usize].as_ref() else {
-            return;
+            return filed;
         };
         if !e.active {
-            return;
+            return filed;
         }
-        for a in e.aliases.iter() {
+        for (i, a) in e.aliases.iter().enumerate() {
             if a.kind.is_strong() {
                 let h = self.hasher.hash_one(a.match_value());
+                filed.push((i as u32, h));
                 let list = self.alias_index[kind_index(a.kind)].entry(h).or_default();
                 if !list.contains(&idx) {
                     list.push(idx);
                 }
             }
         }
+        filed
     }
 
     pub(super) fn unindex(&mut self, idx: ObsIdx) {

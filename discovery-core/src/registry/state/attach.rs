@@ -7,6 +7,7 @@
 
 use smallvec::{smallvec, SmallVec};
 
+use super::alias_index::AliasHashes;
 use super::partition::{clash, merge_singular, singular_values};
 use super::{kind_index, Members, ObsIdx, PeerIdx, State};
 
@@ -19,26 +20,28 @@ enum Placement {
 }
 
 impl State {
-    /// Files new observation `idx` (active, already indexed, in no peer).
-    pub(super) fn place_new(&mut self, idx: ObsIdx) {
+    /// Files new observation `idx` (active, in no peer), indexed where
+    /// `hashes` say.
+    pub(super) fn place_new(&mut self, idx: ObsIdx, hashes: &AliasHashes) {
         #[cfg(test)]
         if self.reference_only {
             return self.recompute(&[idx], &[]);
         }
-        let (members, old_peers): (Members, SmallVec<[PeerIdx; 8]>) = match self.placement(idx) {
-            None => return self.recompute(&[idx], &[]),
-            Some(Placement::Alone) => (smallvec![idx], SmallVec::new()),
-            Some(Placement::Joins(p)) => {
-                let Some(pe) = self.peers[p as usize].as_ref() else {
-                    return self.recompute(&[idx], &[]);
-                };
-                let key = self.merge_order(idx);
-                let at = pe.members.partition_point(|&m| self.merge_order(m) < key);
-                let mut members = pe.members.clone();
-                members.insert(at, idx);
-                (members, smallvec![p])
-            }
-        };
+        let (members, old_peers): (Members, SmallVec<[PeerIdx; 8]>) =
+            match self.placement(idx, hashes) {
+                None => return self.recompute(&[idx], &[]),
+                Some(Placement::Alone) => (smallvec![idx], SmallVec::new()),
+                Some(Placement::Joins(p)) => {
+                    let Some(pe) = self.peers[p as usize].as_ref() else {
+                        return self.recompute(&[idx], &[]);
+                    };
+                    let key = self.merge_order(idx);
+                    let at = pe.members.partition_point(|&m| self.merge_order(m) < key);
+                    let mut members = pe.members.clone();
+                    members.insert(at, idx);
+                    (members, smallvec![p])
+                }
+            };
         #[cfg(test)]
         {
             self.placed_without_partition += 1;
@@ -51,13 +54,13 @@ impl State {
 
     /// `None` when only a re-partition can tell: it links to two peers, to
     /// a peer that is not isolated, through a hash collision, or it clashes.
-    fn placement(&self, idx: ObsIdx) -> Option<Placement> {
+    fn placement(&self, idx: ObsIdx, hashes: &AliasHashes) -> Option<Placement> {
         let e = self.entry(idx)?;
         let mut target: Option<PeerIdx> = None;
-        for a in e.aliases.iter().filter(|a| a.kind.is_strong()) {
+        for &(at, h) in hashes {
+            let a = e.aliases.get(at as usize)?;
             let value = a.match_value();
-            let Some(list) = self.alias_index[kind_index(a.kind)].get(&self.hasher.hash_one(value))
-            else {
+            let Some(list) = self.alias_index[kind_index(a.kind)].get(&h) else {
                 continue;
             };
             for &other in list.iter().filter(|&&o| o != idx) {

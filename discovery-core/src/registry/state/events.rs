@@ -65,8 +65,11 @@ impl State {
     ) {
         // Forget the old peers' ids so the new groups can take them.
         for &p in &old_peers {
-            if let Some(view) = self.peers[p as usize].as_ref().map(|pe| pe.view.clone()) {
-                self.id_remove(&view.id, p);
+            if let Some(h) = self.peers[p as usize]
+                .as_ref()
+                .map(|pe| self.id_hash(&pe.view.id))
+            {
+                self.id_remove(h, p);
             }
         }
 
@@ -127,14 +130,12 @@ impl State {
                     e.set_peer(Some(slot));
                 }
             }
+            self.id_insert(self.id_hash(&view.id), slot);
             self.peers[slot as usize] = Some(PeerEntry {
                 members,
                 view,
                 isolated,
             });
-            if let Some(pe) = self.peers[slot as usize].as_ref().map(|pe| pe.view.clone()) {
-                self.id_insert(&pe.id, slot);
-            }
         }
         for p in old_peers {
             if claimed.contains(&p) {

@@ -17,7 +17,7 @@ pub(super) struct IdIndex {
 impl State {
     /// The peer whose display id this is.
     pub(super) fn id_lookup(&self, id: &str) -> Option<PeerIdx> {
-        let list = self.peer_ids.by_hash.get(&self.hasher.hash_one(id))?;
+        let list = self.peer_ids.by_hash.get(&self.id_hash(id))?;
         list.iter().copied().find(|&p| {
             self.peers[p as usize]
                 .as_ref()
@@ -25,21 +25,21 @@ impl State {
         })
     }
 
-    /// Files `slot` under its display id `id`.
-    pub(super) fn id_insert(&mut self, id: &str, slot: PeerIdx) {
-        let list = self
-            .peer_ids
-            .by_hash
-            .entry(self.hasher.hash_one(id))
-            .or_default();
+    /// The hash a display id is filed under.
+    pub(super) fn id_hash(&self, id: &str) -> u64 {
+        self.hasher.hash_one(id)
+    }
+
+    /// Files `slot` under the display id whose hash is `h`.
+    pub(super) fn id_insert(&mut self, h: u64, slot: PeerIdx) {
+        let list = self.peer_ids.by_hash.entry(h).or_default();
         if !list.contains(&slot) {
             list.push(slot);
         }
     }
 
-    /// Forgets that `slot` goes by `id`.
-    pub(super) fn id_remove(&mut self, id: &str, slot: PeerIdx) {
-        let h = self.hasher.hash_one(id);
+    /// Forgets that `slot` goes by the display id whose hash is `h`.
+    pub(super) fn id_remove(&mut self, h: u64, slot: PeerIdx) {
         if let Some(list) = self.peer_ids.by_hash.get_mut(&h) {
             list.retain(|p| *p != slot);
             if list.is_empty() {

@@ -138,8 +138,8 @@ impl State {
         self.sources[src as usize].keys.insert(key_hashes.0, idx);
         self.set_expiry(idx, o.ttl.map(|t| now + t));
         if active {
-            self.index(idx);
-            self.place_new(idx);
+            let hashes = self.index_hashed(idx);
+            self.place_new(idx, &hashes);
         }
     }
 

@@ -165,9 +165,10 @@ impl<'a> Merged<'a> {
     /// reusing `p`'s buffers; the sources' times are always written.
     pub(super) fn write_into(&self, p: &mut Peer, diff: Diff) {
         if diff.aliases {
-            overwrite(
+            rewrite(
                 &mut p.aliases,
-                self.aliases.iter(),
+                &self.aliases,
+                |to, from| to == *from,
                 |to, from| {
                     to.kind = from.kind;
                     to.value.clone_from(&from.value);
@@ -188,9 +189,10 @@ impl<'a> Merged<'a> {
             p.version = self.version.cloned();
         }
         if diff.capabilities {
-            overwrite(
+            rewrite(
                 &mut p.capabilities,
-                self.capabilities.iter(),
+                self.capabilities,
+                |to, from| to == from,
                 String::clone_from,
                 String::clone,
             );
@@ -203,9 +205,10 @@ impl<'a> Merged<'a> {
             }
         }
         if diff.addrs {
-            overwrite(
+            rewrite(
                 &mut p.addrs,
-                self.addrs.iter(),
+                &self.addrs,
+                |to, from| *to == *from.text,
                 |to, from| {
                     to.clear();
                     to.push_str(&from.text);
@@ -295,21 +298,76 @@ impl Diff {
     }
 }
 
-/// Makes `to` hold `from`'s values, writing into the elements it already has
-/// and growing to exactly the new length (a view lives as long as its peer).
-fn overwrite<T, I: ExactSizeIterator>(
+/// Makes `to` hold `from`'s values, growing to exactly the new length (a
+/// view lives as long as its peer) and reusing what it holds: an element
+/// already there is moved into place, one no longer needed is written
+/// over, and only a value it lacks is made (a new sighting's aliases
+/// shift the old ones down; they are kept, not copied again).
+fn rewrite<T, F>(
     to: &mut Vec<T>,
-    from: I,
-    write: impl Fn(&mut T, I::Item),
-    make: impl Fn(I::Item) -> T,
+    from: &[F],
+    same: impl Fn(&T, &F) -> bool,
+    write: impl Fn(&mut T, &F),
+    make: impl Fn(&F) -> T,
 ) {
-    let mut from = from;
-    to.truncate(from.len());
     to.reserve_exact(from.len().saturating_sub(to.len()));
-    for t in to.iter_mut() {
-        if let Some(f) = from.next() {
-            write(t, f);
+    for (i, f) in from.iter().enumerate() {
+        if to.get(i).is_some_and(|t| same(t, f)) {
+            continue;
+        }
+        if let Some(j) = (i + 1..to.len()).find(|&j| same(&to[j], f)) {
+            to.swap(i, j);
+            continue;
+        }
+        match to.get_mut(i) {
+            Some(t) if !from[i + 1..].iter().any(|g| same(t, g)) => write(t, f),
+            _ => to.insert(i, make(f)),
         }
     }
-    to.extend(from.map(make));
+    to.truncate(from.len());
+    if to.capacity() > to.len() {
+        to.shrink_to_fit();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::rewrite;
+
+    /// Every pair of short lists over a small alphabet (repeats included):
+    /// the result equals the target, with no spare capacity.
+    #[test]
+    fn rewrite_makes_the_target_exactly() {
+        let lists: Vec<Vec<String>> = (0..5u32.pow(3) + 5u32.pow(2) + 6)
+            .map(|n| {
+                let (len, mut k) = match n {
+                    0 => (0, 0),
+                    1..=5 => (1, n - 1),
+                    6..=30 => (2, n - 6),
+                    _ => (3, n - 31),
+                };
+                (0..len)
+                    .map(|_| {
+                        let c = k % 5;
+                        k /= 5;
+                        format!("v{c}")
+                    })
+                    .collect()
+            })
+            .collect();
+        for old in &lists {
+            for new in &lists {
+                let mut to = old.clone();
+                rewrite(
+                    &mut to,
+                    new,
+                    |t, f| t == f,
+                    String::clone_from,
+                    String::clone,
+                );
+                assert_eq!(&to, new, "{old:?} -> {new:?}");
+                assert_eq!(to.capacity(), to.len(), "{old:?} -> {new:?}");
+            }
+        }
+    }
 }
