@@ -1,10 +1,12 @@
 //! Merge throughput: 1k, 10k and 100k peers, each seen by 3 sources, on the
 //! system allocator (memory per peer: the `registry_memory` bench).
 //!
-//! Two shapes of input: `merge/*` hands the registry every observation made
-//! beforehand (30k at 10k peers, cold in memory, freed in bulk); `streamed/*`
-//! makes them 64 at a time just before they are handed over, as a backend
-//! decoding messages does (only the upserts are timed in both).
+//! Three shapes of input: `merge/*` hands the registry every observation made
+//! beforehand (30k at 10k peers, cold in memory, freed in bulk) and takes the
+//! events after each; `streamed/*` makes them 64 at a time just before they
+//! are handed over, as a backend decoding messages does (only the upserts
+//! are timed); `batched/*` is `merge/*` with the events taken once per 256
+//! upserts, as the daemon's merge loop publishes a batch.
 //!
 //! Run: `cargo bench -p discovery-core --bench registry` (one size: add `-- /10k`).
 //! Under a profiler, `ROLLCALL_BENCH_CRITERION_ONLY=1` skips the CPU-time pass, e.g. `... --bench registry -- --bench cold_load/10k --profile-time 8`.
@@ -72,6 +74,34 @@ fn bench(c: &mut Criterion) {
         });
     }
     g.finish();
+    let mut g = c.benchmark_group("batched");
+    for (peers, name) in SIZES {
+        let id = size_group(&mut g, peers, name);
+        g.bench_function(BenchmarkId::new("cold_load", &id), |b| {
+            b.iter_batched(
+                || observations(peers, "idle"),
+                |obs| {
+                    let mut m = Merger::new(AddressPolicy::default(), SOURCES);
+                    in_batches(&mut m, obs);
+                    m
+                },
+                BatchSize::PerIteration,
+            )
+        });
+        g.bench_function(BenchmarkId::new("status_change", &id), |b| {
+            let mut m = load(observations(peers, "idle"));
+            let mut flip = false;
+            b.iter_batched(
+                || {
+                    flip = !flip;
+                    observations(peers, if flip { "working" } else { "idle" })
+                },
+                |obs| in_batches(&mut m, obs),
+                BatchSize::PerIteration,
+            )
+        });
+    }
+    g.finish();
     let mut g = c.benchmark_group("streamed");
     for (peers, name) in SIZES {
         let id = size_group(&mut g, peers, name);
@@ -103,6 +133,22 @@ fn bench(c: &mut Criterion) {
         });
     }
     g.finish();
+}
+
+/// The merge loop's batch: events are published once per this many.
+const MERGE_BATCH: usize = 256;
+
+/// Upserts `obs`, taking the events once per `MERGE_BATCH` (and at the end).
+fn in_batches(m: &mut Merger, obs: Vec<(u16, discovery_core::Observation)>) {
+    let now = tokio::time::Instant::now();
+    let wall = SystemTime::now();
+    for (i, (s, o)) in obs.into_iter().enumerate() {
+        m.apply_at(s, o, now, wall);
+        if (i + 1) % MERGE_BATCH == 0 {
+            m.drain();
+        }
+    }
+    m.drain();
 }
 
 /// Feeds `peers` x 3 observations as a backend would: made just before they

@@ -111,7 +111,11 @@ pub struct Conflict {
 /// consecutive versions. A peer that stays alive is never `Left`: a better
 /// display id is an `Updated` with `renamed_from`, and two entries found to be
 /// one peer are a `Left` of the absorbed entry with `merged_into` (sent before
-/// the `Updated` of the survivor).
+/// the `Updated` of the survivor). A map keyed by display id instead must
+/// remove an id (on `Left`, or the `renamed_from` of an `Updated`) only while
+/// it still names that event's uid: one change can pass an id from one peer
+/// to another, or swap two peers' ids. Several changes to one peer within
+/// one batch of the merge loop arrive as one event.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
 #[non_exhaustive]

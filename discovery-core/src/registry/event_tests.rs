@@ -18,6 +18,9 @@ use crate::source::SourceEvent;
 pub(crate) struct Replica {
     pub(crate) version: u64,
     pub(crate) by_uid: BTreeMap<u64, Arc<Peer>>,
+    /// A replica keyed by display id, kept as `RosterEvent` says (an id is
+    /// removed only while it names the event's uid): it must end equal too.
+    pub(crate) by_id: BTreeMap<String, u64>,
     /// Keep copies, not the events' views: the registry's views stay its
     /// own, so it rewrites them in place (else it copies them first).
     pub(crate) copies: bool,
@@ -39,6 +42,16 @@ impl Replica {
                 } else {
                     peer.clone()
                 };
+                if let RosterEvent::Updated {
+                    renamed_from: Some(was),
+                    ..
+                } = ev
+                {
+                    if self.by_id.get(was) == Some(&peer.uid) {
+                        self.by_id.remove(was);
+                    }
+                }
+                self.by_id.insert(peer.id.clone(), peer.uid);
                 self.by_uid.insert(peer.uid, peer);
             }
             RosterEvent::Left { version, peer, .. } => {
@@ -52,6 +65,9 @@ impl Replica {
                     self.by_uid.remove(&peer.uid).is_some(),
                     "left a peer the replica never had: {ev:?}"
                 );
+                if self.by_id.get(&peer.id) == Some(&peer.uid) {
+                    self.by_id.remove(&peer.id);
+                }
             }
             RosterEvent::Conflict { version, .. } => {
                 assert_eq!(*version, self.version, "a conflict keeps the version");
@@ -73,7 +89,7 @@ impl Replica {
     }
 }
 
-pub(crate) fn snapshot_ids(state: &State) -> Vec<(u64, String)> {
+pub(crate) fn snapshot_ids(state: &mut State) -> Vec<(u64, String)> {
     state
         .snapshot()
         .peers
@@ -125,7 +141,7 @@ impl Rig {
         assert_eq!(self.replica.version, self.state.version());
         assert_eq!(
             self.replica.ids(),
-            snapshot_ids(&self.state),
+            snapshot_ids(&mut self.state),
             "replayed events == snapshot after {evs:#?}"
         );
         self.events.extend(evs);
@@ -292,5 +308,67 @@ fn a_bridge_keeps_the_members_in_priority_order() {
         snap.peers[0].status.as_deref(),
         Some("from-mid"),
         "{snap:?}"
+    );
+}
+
+/// A renewal makes no event and copies no view, yet a snapshot or lookup
+/// taken after it shows each source's latest sighting; a snapshot taken
+/// before keeps what it had.
+#[test]
+fn renewals_show_in_later_reads_without_touching_earlier_ones() {
+    let mut s = State::new(AddressPolicy::default());
+    s.add_source(
+        Arc::from("hi"),
+        100,
+        SourceClass::Primary,
+        Duration::from_secs(300),
+    );
+    s.add_source(
+        Arc::from("lo"),
+        10,
+        SourceClass::Primary,
+        Duration::from_secs(300),
+    );
+    let now = Instant::now();
+    let t = |secs: u64| SystemTime::UNIX_EPOCH + Duration::from_secs(secs);
+    let a = obs("a", &[(AliasKind::AgentId, "agent-1")]);
+    let b = obs("b", &[(AliasKind::AgentId, "agent-1")]);
+    s.apply(0, SourceEvent::Upsert(a.clone()), now, t(10));
+    s.apply(1, SourceEvent::Upsert(b.clone()), now, t(10));
+    let _ = s.take_events().count();
+    let before = s.snapshot();
+    let seen = |p: &Peer| -> Vec<(String, SystemTime)> {
+        p.sources
+            .iter()
+            .map(|x| (x.name.to_string(), x.last_seen))
+            .collect()
+    };
+    assert_eq!(
+        seen(&before.peers[0]),
+        [("hi".into(), t(10)), ("lo".into(), t(10))]
+    );
+
+    s.apply(1, SourceEvent::Upsert(b.clone()), now, t(20));
+    s.apply(0, SourceEvent::Upsert(a.clone()), now, t(15));
+    assert_eq!(s.take_events().count(), 0, "a renewal is not a change");
+    let after = s.snapshot();
+    assert_eq!(
+        seen(&after.peers[0]),
+        [("hi".into(), t(15)), ("lo".into(), t(20))]
+    );
+    assert_eq!(
+        seen(&before.peers[0]),
+        [("hi".into(), t(10)), ("lo".into(), t(10))],
+        "the earlier snapshot is untouched"
+    );
+    s.apply(1, SourceEvent::Upsert(b), now, t(30));
+    let looked_up = s.peer("agent-1").expect("listed");
+    assert_eq!(
+        seen(&looked_up),
+        [("hi".into(), t(15)), ("lo".into(), t(30))]
+    );
+    assert!(
+        Arc::ptr_eq(&looked_up, &s.snapshot().peers[0]),
+        "one view, brought up to date once"
     );
 }

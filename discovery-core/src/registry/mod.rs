@@ -397,7 +397,7 @@ impl Registry {
 
     /// A snapshot, then every change in order.
     pub fn watch(&self) -> Watch {
-        let state = self.inner.lock();
+        let mut state = self.inner.lock();
         // Subscribing under the lock: no event falls between snapshot and stream.
         let rx = self.inner.events.subscribe();
         let snap = state.snapshot();
@@ -603,7 +603,7 @@ async fn cache_loop(
             _ = tick.tick() => {}
         }
         let (version, snap) = {
-            let s = inner.lock();
+            let mut s = inner.lock();
             (
                 s.version(),
                 if s.version() != saved {
@@ -737,6 +737,15 @@ pub mod bench {
         pub fn upsert_at(&mut self, source: u16, obs: Observation, now: Instant, wall: SystemTime) {
             self.0.apply(source, SourceEvent::Upsert(obs), now, wall);
             let _ = self.0.take_events().count();
+        }
+        /// Applies one upsert and keeps its events, as the merge loop does
+        /// within a batch (`drain` publishes them).
+        pub fn apply_at(&mut self, source: u16, obs: Observation, now: Instant, wall: SystemTime) {
+            self.0.apply(source, SourceEvent::Upsert(obs), now, wall);
+        }
+        /// Takes the events of the batch; returns how many there were.
+        pub fn drain(&mut self) -> usize {
+            self.0.take_events().count()
         }
         /// Peers in the roster.
         pub fn peers(&self) -> usize {

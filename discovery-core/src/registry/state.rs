@@ -18,6 +18,7 @@ mod invariants; // test-only checks of the internals
 mod keys; // a key is unique within its source
 mod merge_view; // highest priority wins a field; union of aliases, labels, addrs
 mod partition; // shared strong alias = one peer, unless singular kinds clash
+mod seen; // when sources last saw a peer: renewals mark, reads bring views up to date
 mod sources; // source slots, retirement on reload, status report
 mod staleness; // TTL expiry and the maximum staleness of a degraded source
 
@@ -151,6 +152,8 @@ struct PeerEntry {
     /// observation) and holds no conflict: a new sighting may join it
     /// without a re-partition (`attach`).
     isolated: bool,
+    /// A renewal since the view's times were written (`seen`).
+    seen_stale: bool,
 }
 
 fn kind_index(k: AliasKind) -> usize {
@@ -202,6 +205,9 @@ pub(crate) struct State {
     /// Tests only: new sightings placed without a re-partition.
     #[cfg(test)]
     pub(crate) placed_without_partition: u64,
+    /// Tests only: changes folded into the batch's newest event.
+    #[cfg(test)]
+    pub(crate) folded_events: u64,
 }
 
 impl State {
@@ -235,6 +241,8 @@ impl State {
             reference_only: false,
             #[cfg(test)]
             placed_without_partition: 0,
+            #[cfg(test)]
+            folded_events: 0,
         }
     }
 
@@ -323,7 +331,10 @@ impl State {
         self.obs.get(idx as usize).and_then(|o| o.as_ref())
     }
 
-    pub(crate) fn snapshot(&self) -> Roster {
+    pub(crate) fn snapshot(&mut self) -> Roster {
+        for p in 0..self.peers.len() {
+            self.bring_seen_up_to_date(p as PeerIdx);
+        }
         let mut peers: Vec<Arc<Peer>> = self
             .peers
             .iter()
@@ -337,9 +348,9 @@ impl State {
         }
     }
 
-    pub(crate) fn peer(&self, id: &str) -> Option<Arc<Peer>> {
-        self.id_lookup(id)
-            .and_then(|p| self.peers[p as usize].as_ref())
-            .map(|p| p.view.clone())
+    pub(crate) fn peer(&mut self, id: &str) -> Option<Arc<Peer>> {
+        let p = self.id_lookup(id)?;
+        self.bring_seen_up_to_date(p);
+        self.peers[p as usize].as_ref().map(|p| p.view.clone())
     }
 }

@@ -1,6 +1,11 @@
 //! The difference of a re-merge as roster events, numbered consecutively:
 //! absorbed peers leave first, a surviving peer keeps its entry and uid (an
 //! `Updated`, never a `Left`), so replaying events over a snapshot is exact.
+//!
+//! A change to the peer whose event is the newest of the batch (not yet
+//! published) is folded into that event: nothing came between them, so
+//! replaying one event ends where replaying both would, and the view is
+//! written in place instead of copied away from the event holding it.
 
 use std::sync::Arc;
 
@@ -14,7 +19,117 @@ use crate::roster::{Peer, RosterEvent};
 enum Pending {
     Same(Arc<Peer>),
     Joined(Arc<Peer>),
-    Updated(Arc<Peer>, Option<String>),
+    Updated(Arc<Peer>, Option<String>, Option<Earlier>),
+}
+
+/// The batch's newest event, taken back to be folded into the next one.
+struct Earlier {
+    version: u64,
+    joined: bool,
+    renamed_from: Option<String>,
+}
+
+/// Takes back the newest event of the batch if it carries `view` (the
+/// caller folds its change into it); `None` otherwise.
+fn take_back(out: &mut Vec<RosterEvent>, view: &Arc<Peer>) -> Option<Earlier> {
+    match out.last() {
+        Some(RosterEvent::Joined { peer, .. } | RosterEvent::Updated { peer, .. })
+            if Arc::ptr_eq(peer, view) => {}
+        _ => return None,
+    }
+    match out.pop()? {
+        RosterEvent::Joined { version, .. } => Some(Earlier {
+            version,
+            joined: true,
+            renamed_from: None,
+        }),
+        RosterEvent::Updated {
+            version,
+            renamed_from,
+            ..
+        } => Some(Earlier {
+            version,
+            joined: false,
+            renamed_from,
+        }),
+        _ => None, // unreachable: matched above
+    }
+}
+
+/// The staged changes in an order where a peer gives up a display id
+/// before another takes it (a split can hand one group's old id to
+/// another), so a replica keyed by display id never drops the new holder.
+/// A cycle (two peers swapping ids) keeps the order it has.
+fn release_order(mut changes: SmallVec<[Pending; 4]>) -> SmallVec<[Pending; 4]> {
+    fn new_id(c: &Pending) -> &str {
+        match c {
+            Pending::Same(p) | Pending::Joined(p) | Pending::Updated(p, _, _) => &p.id,
+        }
+    }
+    fn old_id(c: &Pending) -> Option<&str> {
+        match c {
+            Pending::Updated(_, Some(was), _) => Some(was),
+            _ => None,
+        }
+    }
+    if changes.len() < 2 {
+        return changes;
+    }
+    let mut ordered = SmallVec::with_capacity(changes.len());
+    while !changes.is_empty() {
+        let waits = |i: usize| {
+            changes
+                .iter()
+                .enumerate()
+                .any(|(j, d)| j != i && old_id(d) == Some(new_id(&changes[i])))
+        };
+        let next = (0..changes.len()).find(|&i| !waits(i)).unwrap_or(0);
+        ordered.push(changes.remove(next));
+    }
+    ordered
+}
+
+impl State {
+    /// Stages `peer`'s change as the next event, or folds it into the
+    /// `earlier` event it was taken back from (keeping that event's version
+    /// and kind, and the id a watcher knew it by).
+    fn emit_change(
+        &mut self,
+        peer: Arc<Peer>,
+        renamed_from: Option<String>,
+        earlier: Option<Earlier>,
+    ) {
+        #[cfg(test)]
+        {
+            self.folded_events += u64::from(earlier.is_some());
+        }
+        let ev = match earlier {
+            None => {
+                self.version += 1;
+                RosterEvent::Updated {
+                    version: self.version,
+                    peer,
+                    renamed_from,
+                }
+            }
+            Some(e) if e.joined => RosterEvent::Joined {
+                version: e.version,
+                peer,
+            },
+            Some(e) => {
+                let renamed_from = e
+                    .renamed_from
+                    .or(renamed_from)
+                    .filter(|was| *was != peer.id);
+                RosterEvent::Updated {
+                    version: e.version,
+                    peer,
+                    renamed_from,
+                }
+            }
+        };
+        self.out.push(ev);
+    }
 }
 
 impl State {
@@ -43,15 +158,12 @@ impl State {
         if !diff.any() {
             return;
         }
+        let earlier = take_back(&mut self.out, &pe.view);
         // In place when no event or snapshot holds the view, else a copy.
         merged.write_into(Arc::make_mut(&mut pe.view), diff);
         let view = pe.view.clone();
-        self.version += 1;
-        self.out.push(RosterEvent::Updated {
-            version: self.version,
-            peer: view,
-            renamed_from: None,
-        });
+        drop(merged); // its borrows of the observations end here
+        self.emit_change(view, None, earlier);
     }
 
     /// Stores the new groups of a component that `old_peers` held before and
@@ -77,6 +189,8 @@ impl State {
         // first, so a replica keyed by display id never loses the survivor.
         let mut claimed: SmallVec<[PeerIdx; 8]> = SmallVec::new();
         let mut changes: SmallVec<[Pending; 4]> = SmallVec::new();
+        // One group from at most one peer: no other event comes between.
+        let may_fold = groups.len() == 1 && old_peers.len() <= 1;
         for members in groups {
             let merged = Merged::of(&self.obs, &self.sources, &members);
             let id = self.unique_id(&merged.aliases, &members);
@@ -90,10 +204,15 @@ impl State {
                         // The survivor keeps its entry and uid; its view is
                         // written in place unless an event still holds it.
                         let mut view = old.view;
+                        let earlier = if may_fold {
+                            take_back(&mut self.out, &view)
+                        } else {
+                            None
+                        };
                         let v = Arc::make_mut(&mut view);
                         merged.write_into(v, diff);
                         let was = renamed.then(|| std::mem::replace(&mut v.id, id.into_owned()));
-                        Pending::Updated(view, was)
+                        Pending::Updated(view, was, earlier)
                     } else {
                         Pending::Same(old.view)
                     }
@@ -122,7 +241,9 @@ impl State {
                 },
             };
             let view = match changes.last() {
-                Some(Pending::Updated(v, _) | Pending::Joined(v) | Pending::Same(v)) => v.clone(),
+                Some(Pending::Updated(v, _, _) | Pending::Joined(v) | Pending::Same(v)) => {
+                    v.clone()
+                }
                 None => continue, // unreachable: one change is staged per group
             };
             for &m in &members {
@@ -135,6 +256,7 @@ impl State {
                 members,
                 view,
                 isolated,
+                seen_stale: false,
             });
         }
         for p in old_peers {
@@ -159,21 +281,76 @@ impl State {
                 self.free_peers.push(p);
             }
         }
-        for c in changes {
-            let ev = match c {
-                Pending::Same(_) => continue,
-                Pending::Joined(peer) => RosterEvent::Joined {
-                    version: self.version + 1,
-                    peer,
-                },
-                Pending::Updated(peer, renamed_from) => RosterEvent::Updated {
-                    version: self.version + 1,
-                    peer,
-                    renamed_from,
-                },
-            };
-            self.version += 1;
-            self.out.push(ev);
+        for c in release_order(changes) {
+            match c {
+                Pending::Same(_) => {}
+                Pending::Joined(peer) => {
+                    self.version += 1;
+                    self.out.push(RosterEvent::Joined {
+                        version: self.version,
+                        peer,
+                    });
+                }
+                Pending::Updated(peer, renamed_from, earlier) => {
+                    self.emit_change(peer, renamed_from, earlier)
+                }
+            }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use smallvec::smallvec;
+
+    use super::{release_order, Pending};
+    use crate::roster::Peer;
+
+    fn peer(uid: u64, id: &str) -> Arc<Peer> {
+        Arc::new(Peer {
+            uid,
+            id: id.into(),
+            aliases: vec![],
+            name: None,
+            status: None,
+            capabilities: vec![],
+            version: None,
+            labels: Default::default(),
+            addrs: vec![],
+            sources: vec![],
+        })
+    }
+
+    fn order(changes: smallvec::SmallVec<[Pending; 4]>) -> Vec<u64> {
+        release_order(changes)
+            .iter()
+            .map(|c| match c {
+                Pending::Same(p) | Pending::Joined(p) | Pending::Updated(p, _, _) => p.uid,
+            })
+            .collect()
+    }
+
+    /// A split hands a group's old id to a new peer: the rename away from
+    /// it goes first; a swap keeps the staged order.
+    #[test]
+    fn an_id_is_given_up_before_it_is_taken() {
+        let handed = smallvec![
+            Pending::Joined(peer(12, "12D3KooW0")),
+            Pending::Updated(peer(4, "c1c1c1c1c1c1"), Some("12D3KooW0".into()), None),
+        ];
+        assert_eq!(order(handed), [4, 12]);
+        let chain = smallvec![
+            Pending::Joined(peer(3, "c")),
+            Pending::Updated(peer(2, "b"), Some("c".into()), None),
+            Pending::Updated(peer(1, "a"), Some("b".into()), None),
+        ];
+        assert_eq!(order(chain), [1, 2, 3]);
+        let swap = smallvec![
+            Pending::Updated(peer(2, "agent-1"), Some("12D3KooW1".into()), None),
+            Pending::Updated(peer(3, "12D3KooW1"), Some("agent-1".into()), None),
+        ];
+        assert_eq!(order(swap), [2, 3]);
     }
 }

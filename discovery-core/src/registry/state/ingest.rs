@@ -1,7 +1,6 @@
 //! Upserts and removals: size limits, the renewal fast path (same input:
 //! TTL and last_seen only, no re-merge, no event), and what a change re-merges.
 
-use std::sync::Arc;
 use std::time::SystemTime;
 
 use tokio::time::Instant;
@@ -47,7 +46,7 @@ impl State {
             match same {
                 Some((true, true)) => {
                     self.set_expiry(idx, o.ttl.map(|t| now + t));
-                    self.renew(src, idx, now, wall);
+                    self.renew(idx, now, wall);
                     return;
                 }
                 // Metadata alone: the aliases and addresses as sent are those stored.
@@ -161,8 +160,7 @@ impl State {
         e.meta_hash = meta_hash;
         let empty = Metadata::default();
         if !addrs_changed && *e.meta.as_deref().unwrap_or(&empty) == meta {
-            let src = e.source;
-            self.renew(src, idx, now, wall);
+            self.renew(idx, now, wall);
             return;
         }
         match (&mut e.meta, meta == empty) {
@@ -181,8 +179,9 @@ impl State {
         }
     }
 
-    /// A renewal: refresh last_seen in place, no event, no re-merge.
-    pub(super) fn renew(&mut self, src: SourceIdx, idx: ObsIdx, now: Instant, wall: SystemTime) {
+    /// A renewal: last_seen refreshed, the peer marked (its view is
+    /// brought up to date when read), no event, no re-merge.
+    pub(super) fn renew(&mut self, idx: ObsIdx, now: Instant, wall: SystemTime) {
         let peer = match self.obs[idx as usize].as_mut() {
             Some(e) => {
                 e.set_last_seen(wall);
@@ -191,15 +190,8 @@ impl State {
             }
             None => return,
         };
-        let name = &self.sources[src as usize].name;
-        if let Some(p) = peer.and_then(|p| self.peers[p as usize].as_mut()) {
-            if let Some(s) = Arc::make_mut(&mut p.view)
-                .sources
-                .iter_mut()
-                .find(|s| Arc::ptr_eq(&s.name, name) || s.name == *name)
-            {
-                s.last_seen = s.last_seen.max(wall);
-            }
+        if let Some(p) = peer {
+            self.mark_seen(p);
         }
     }
 
