@@ -64,26 +64,27 @@ struct Digits {
 }
 
 impl Digits {
-    fn text(&mut self, t: &[u8]) {
-        // Byte by byte: a few bytes each time, where a copy was a call.
-        for &b in t {
-            self.bytes[self.len] = b;
+    fn byte(&mut self, b: u8) {
+        if let Some(slot) = self.bytes.get_mut(self.len) {
+            *slot = b;
             self.len += 1;
         }
     }
+    fn text(&mut self, t: &[u8]) {
+        // Byte by byte: a few bytes each time, where a copy was a call.
+        for &b in t {
+            self.byte(b);
+        }
+    }
     fn number(&mut self, n: u16) {
-        let mut digits = [0u8; 5];
-        let mut i = digits.len();
-        let mut n = n;
-        loop {
-            i -= 1;
-            digits[i] = b'0' + (n % 10) as u8;
-            n /= 10;
-            if n == 0 {
-                break;
+        // Leading digits only when there are any; divisions by constants.
+        let n = u32::from(n);
+        for unit in [10_000, 1_000, 100, 10] {
+            if n >= unit {
+                self.byte(b'0' + (n / unit % 10) as u8);
             }
         }
-        self.text(&digits[i..]);
+        self.byte(b'0' + (n % 10) as u8);
     }
     fn ipv4(&mut self, octets: [u8; 4]) {
         self.text(b"/ip4/");

@@ -46,9 +46,9 @@ impl State {
         {
             self.placed_without_partition += 1;
         }
-        let comp = members.clone();
+        // No conflict is found here; those about its aliases are dropped.
+        self.update_conflicts(&members, Vec::new());
         self.publish_groups(smallvec![members], old_peers, true);
-        self.update_conflicts(&comp, Vec::new());
         metrics::gauge!("rollcall_roster_peers").set(self.peer_count() as f64);
     }
 

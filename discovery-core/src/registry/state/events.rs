@@ -60,7 +60,7 @@ fn take_back(out: &mut Vec<RosterEvent>, view: &Arc<Peer>) -> Option<Earlier> {
 /// before another takes it (a split can hand one group's old id to
 /// another), so a replica keyed by display id never drops the new holder.
 /// A cycle (two peers swapping ids) keeps the order it has.
-fn release_order(mut changes: SmallVec<[Pending; 4]>) -> SmallVec<[Pending; 4]> {
+fn release_order(changes: &mut SmallVec<[Pending; 4]>) {
     fn new_id(c: &Pending) -> &str {
         match c {
             Pending::Same(p) | Pending::Joined(p) | Pending::Updated(p, _, _) => &p.id,
@@ -73,7 +73,7 @@ fn release_order(mut changes: SmallVec<[Pending; 4]>) -> SmallVec<[Pending; 4]> 
         }
     }
     if changes.len() < 2 {
-        return changes;
+        return;
     }
     let mut ordered = SmallVec::with_capacity(changes.len());
     while !changes.is_empty() {
@@ -86,7 +86,7 @@ fn release_order(mut changes: SmallVec<[Pending; 4]>) -> SmallVec<[Pending; 4]> 
         let next = (0..changes.len()).find(|&i| !waits(i)).unwrap_or(0);
         ordered.push(changes.remove(next));
     }
-    ordered
+    *changes = ordered;
 }
 
 impl State {
@@ -281,7 +281,8 @@ impl State {
                 self.free_peers.push(p);
             }
         }
-        for c in release_order(changes) {
+        release_order(&mut changes);
+        for c in changes {
             match c {
                 Pending::Same(_) => {}
                 Pending::Joined(peer) => {
@@ -323,8 +324,9 @@ mod tests {
         })
     }
 
-    fn order(changes: smallvec::SmallVec<[Pending; 4]>) -> Vec<u64> {
-        release_order(changes)
+    fn order(mut changes: smallvec::SmallVec<[Pending; 4]>) -> Vec<u64> {
+        release_order(&mut changes);
+        changes
             .iter()
             .map(|c| match c {
                 Pending::Same(p) | Pending::Joined(p) | Pending::Updated(p, _, _) => p.uid,

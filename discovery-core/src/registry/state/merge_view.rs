@@ -213,7 +213,7 @@ impl<'a> Merged<'a> {
                     to.clear();
                     to.push_str(&from.text);
                 },
-                |from| from.text.to_string(),
+                |from| String::from(&*from.text),
             );
         }
         if !diff.sources {
