@@ -15,6 +15,7 @@ mod cache;
 pub mod config;
 #[cfg(feature = "identity")]
 pub mod identity;
+pub mod labels;
 pub mod model;
 mod registry;
 pub mod roster;
@@ -25,6 +26,7 @@ mod status;
 
 pub use addr::{parse_addr, AddrError, AddressClass, AddressPolicy};
 pub use config::{IdentityConfig, LocalConfig, RegistryConfig, SourceCommon};
+pub use labels::Labels;
 pub use model::{Alias, AliasKind, LocalPeer, Metadata, Observation, Role};
 pub use multiaddr::{self, Multiaddr};
 pub use registry::{

@@ -1,11 +1,11 @@
 //! The merged view: peers, the roster, and the events a watcher receives.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::SystemTime;
 
 use serde::{Deserialize, Serialize};
 
+use crate::labels::Labels;
 use crate::model::{Alias, AliasKind};
 
 /// A source that currently sees a peer.
@@ -45,7 +45,7 @@ pub struct Peer {
     pub version: Option<String>,
     /// Labels, per key from the highest-priority source that has it.
     #[serde(default)]
-    pub labels: BTreeMap<String, String>,
+    pub labels: Labels,
     /// Union of every source's addresses, filtered and ranked.
     pub addrs: Vec<String>,
     /// The sources that see it, highest priority first.

@@ -5,6 +5,7 @@ use std::time::SystemTime;
 
 use tokio::time::Instant;
 
+use super::obs_meta::ObsMeta;
 use super::{Alias, Metadata, ObsEntry, ObsIdx, SourceClass, State};
 use crate::model::Observation;
 use crate::source::SourceIdx;
@@ -83,7 +84,7 @@ impl State {
         let aliases = clean_aliases(o.aliases);
         let class = self.sources[src as usize].class;
         let active = class != SourceClass::Fallback || self.fallback_active;
-        let meta = (o.meta != Metadata::default()).then(|| Box::new(o.meta));
+        let meta = ObsMeta::of(o.meta);
 
         if let Some(idx) = existing {
             self.set_expiry(idx, o.ttl.map(|t| now + t));
@@ -158,15 +159,19 @@ impl State {
             return;
         };
         e.meta_hash = meta_hash;
-        let empty = Metadata::default();
-        if !addrs_changed && *e.meta.as_deref().unwrap_or(&empty) == meta {
+        let same = match e.meta.as_deref() {
+            Some(kept) => kept.same_as(&meta),
+            None => meta == Metadata::default(),
+        };
+        if !addrs_changed && same {
             self.renew(idx, now, wall);
             return;
         }
-        match (&mut e.meta, meta == empty) {
+        // The kept box is reused: a status change allocates no new one.
+        match (&mut e.meta, meta == Metadata::default()) {
             (m, true) => *m = None,
-            (Some(m), false) => **m = meta,
-            (m, false) => *m = Some(Box::new(meta)),
+            (Some(m), false) => **m = meta.into(),
+            (m, false) => *m = Some(Box::new(meta.into())),
         }
         e.set_last_seen(wall);
         e.seen_at = now;

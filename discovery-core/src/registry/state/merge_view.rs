@@ -84,7 +84,7 @@ impl<'a> Merged<'a> {
                 if m.capabilities.is_empty() {
                     m.capabilities = &meta.capabilities;
                 }
-                for (k, v) in &meta.labels {
+                for (k, v) in meta.labels.iter() {
                     if let Err(at) = m.labels.binary_search_by(|(x, _)| x.as_str().cmp(k)) {
                         m.labels.insert(at, (k, v));
                     }
@@ -198,11 +198,17 @@ impl<'a> Merged<'a> {
             );
         }
         if diff.labels {
-            // Inserted one by one: collecting sorts through a buffer first.
-            p.labels.clear();
-            for (k, v) in &self.labels {
-                p.labels.insert((*k).clone(), (*v).clone());
-            }
+            // Already sorted by key, each key once.
+            rewrite(
+                &mut p.labels.0,
+                &self.labels,
+                |(tk, tv), (k, v)| tk == *k && tv == *v,
+                |(tk, tv), (k, v)| {
+                    tk.clone_from(k);
+                    tv.clone_from(v);
+                },
+                |(k, v)| ((*k).clone(), (*v).clone()),
+            );
         }
         if diff.addrs {
             rewrite(
