@@ -157,7 +157,7 @@ impl HealthBody {
             name: peer.meta.name.clone(),
             status: peer.meta.status.clone(),
             capabilities: peer.meta.capabilities.clone(),
-            labels: peer.meta.labels.clone(),
+            labels: peer.meta.labels.clone().into(),
         }
     }
 }

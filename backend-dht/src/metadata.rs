@@ -4,8 +4,6 @@
 //! With `[sources.NAME.signing]` a reply carries a sequence, a timestamp and
 //! a signature (see `signing.rs`); fields unknown to older peers default.
 
-use std::collections::BTreeMap;
-
 use discovery_core::{LocalPeer, Metadata};
 use serde::{Deserialize, Serialize};
 
@@ -106,7 +104,7 @@ impl MetaReply {
     }
 }
 
-fn labels_too_long(labels: &BTreeMap<String, String>) -> bool {
+fn labels_too_long(labels: &discovery_core::Labels) -> bool {
     labels
         .iter()
         .any(|(k, v)| k.len() > MAX_FIELD || v.len() > MAX_FIELD)

@@ -180,7 +180,7 @@ impl Record {
                 status: local.meta.status.clone(),
                 capabilities: local.meta.capabilities.clone(),
                 version: local.meta.version.clone(),
-                labels: local.meta.labels.clone(),
+                labels: local.meta.labels.clone().into(),
             },
             ttl: ttl.as_millis().min(u64::MAX as u128) as u64,
             sequence,
@@ -294,7 +294,7 @@ impl Record {
                 status: m.status.clone(),
                 capabilities: m.capabilities.clone(),
                 version: m.version.clone(),
-                labels: m.labels.clone(),
+                labels: m.labels.clone().into(),
             },
             ttl,
         };

@@ -166,7 +166,7 @@ pub(crate) fn validate(
                 status: p.status.clone(),
                 capabilities: p.capabilities.clone(),
                 version: p.version.clone(),
-                labels: p.labels.clone(),
+                labels: p.labels.clone().into(),
             },
         });
     }

@@ -1,6 +1,5 @@
 //! The HTTP identity probe: ask an address's health endpoint who answers there.
 
-use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -272,8 +271,8 @@ pub(crate) fn parse_health(body: &[u8]) -> Result<(Health, usize), String> {
             Some(Value::Object(m)) => m
                 .iter()
                 .filter_map(|(k, v)| v.as_str().map(|v| (k.clone(), v.to_owned())))
-                .collect::<BTreeMap<_, _>>(),
-            _ => BTreeMap::new(),
+                .collect(),
+            _ => Default::default(),
         },
     };
     Ok((h, dropped))

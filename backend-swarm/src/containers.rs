@@ -139,7 +139,7 @@ pub(crate) fn container_observation(
             status: None,
             capabilities: capabilities(&s.capabilities_label, &[labels_in]),
             version: None,
-            labels,
+            labels: labels.into(),
         },
         ttl: None,
     })

@@ -504,7 +504,7 @@ pub(crate) fn task_observation(
             status: None,
             capabilities: capabilities(&s.capabilities_label, &[container_labels, &svc.labels]),
             version: None,
-            labels,
+            labels: labels.into(),
         },
         ttl: None,
     })

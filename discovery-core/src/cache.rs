@@ -38,7 +38,7 @@ pub(crate) fn load(path: &Path) -> Result<Vec<Observation>, String> {
                 status: p.status,
                 capabilities: p.capabilities,
                 version: p.version,
-                labels: p.labels.into(),
+                labels: p.labels,
             },
             ttl: None,
         })

@@ -157,7 +157,7 @@ impl LocalConfig {
                 status: Some(self.status.clone()),
                 capabilities: self.capabilities.clone(),
                 version: self.version.clone(),
-                labels: self.labels.clone(),
+                labels: self.labels.clone().into(),
             },
         })
     }

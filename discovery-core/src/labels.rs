@@ -100,6 +100,15 @@ impl FromIterator<(String, String)> for Labels {
     }
 }
 
+impl Extend<(String, String)> for Labels {
+    /// As a map extends: a value of a key already there replaces it.
+    fn extend<I: IntoIterator<Item = (String, String)>>(&mut self, iter: I) {
+        for (k, v) in iter {
+            self.insert(k, v);
+        }
+    }
+}
+
 impl From<BTreeMap<String, String>> for Labels {
     fn from(m: BTreeMap<String, String>) -> Self {
         Labels(m.into_iter().collect())

@@ -1,12 +1,13 @@
 //! What a source saw of one peer: identity claims, addresses, metadata.
 
-use std::collections::BTreeMap;
 use std::fmt;
 use std::str::FromStr;
 use std::time::Duration;
 
 use multiaddr::Multiaddr;
 use serde::{Deserialize, Serialize};
+
+use crate::labels::Labels;
 
 /// The kind of an identity claim.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -133,8 +134,8 @@ pub struct Metadata {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub version: Option<String>,
     /// Free-form labels; merged per key.
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub labels: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "Labels::is_empty")]
+    pub labels: Labels,
 }
 
 /// What one source saw of one peer.

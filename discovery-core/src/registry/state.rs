@@ -17,7 +17,6 @@ mod ingest; // upsert/remove, size limits, the renewal fast path
 mod invariants; // test-only checks of the internals
 mod keys; // a key is unique within its source
 mod merge_view; // highest priority wins a field; union of aliases, labels, addrs
-mod obs_meta; // an observation's descriptive fields as kept (labels in a slice)
 mod partition; // shared strong alias = one peer, unless singular kinds clash
 mod seen; // when sources last saw a peer: renewals mark, reads bring views up to date
 mod sources; // source slots, retirement on reload, status report
@@ -96,7 +95,7 @@ struct ObsEntry {
     aliases: Box<[Alias]>,
     addrs: Box<[RankedAddr]>,
     /// `None` when empty: most sightings carry no metadata, and this saves ~110 bytes each.
-    meta: Option<Box<obs_meta::ObsMeta>>,
+    meta: Option<Box<Metadata>>,
     expiry: Option<Instant>,
     /// Where it is filed in the expiry queue (at most once, never after
     /// `expiry`): a renewal moves `expiry` on without touching the queue.

@@ -5,7 +5,6 @@ use std::time::SystemTime;
 
 use tokio::time::Instant;
 
-use super::obs_meta::ObsMeta;
 use super::{Alias, Metadata, ObsEntry, ObsIdx, SourceClass, State};
 use crate::model::Observation;
 use crate::source::SourceIdx;
@@ -84,7 +83,7 @@ impl State {
         let aliases = clean_aliases(o.aliases);
         let class = self.sources[src as usize].class;
         let active = class != SourceClass::Fallback || self.fallback_active;
-        let meta = ObsMeta::of(o.meta);
+        let meta = (o.meta != Metadata::default()).then(|| Box::new(o.meta));
 
         if let Some(idx) = existing {
             self.set_expiry(idx, o.ttl.map(|t| now + t));
@@ -159,19 +158,16 @@ impl State {
             return;
         };
         e.meta_hash = meta_hash;
-        let same = match e.meta.as_deref() {
-            Some(kept) => kept.same_as(&meta),
-            None => meta == Metadata::default(),
-        };
-        if !addrs_changed && same {
+        let empty = Metadata::default();
+        if !addrs_changed && *e.meta.as_deref().unwrap_or(&empty) == meta {
             self.renew(idx, now, wall);
             return;
         }
         // The kept box is reused: a status change allocates no new one.
-        match (&mut e.meta, meta == Metadata::default()) {
+        match (&mut e.meta, meta == empty) {
             (m, true) => *m = None,
-            (Some(m), false) => **m = meta.into(),
-            (m, false) => *m = Some(Box::new(meta.into())),
+            (Some(m), false) => **m = meta,
+            (m, false) => *m = Some(Box::new(meta)),
         }
         e.set_last_seen(wall);
         e.seen_at = now;
