@@ -239,6 +239,7 @@ impl RegistryBuilder {
             }
         }
         let _ = state.take_events().count();
+        metrics::gauge!("rollcall_roster_peers").set(state.peer_count() as f64);
 
         let (events, _) = broadcast::channel(self.config.watch_buffer.max(1));
         let (changed, _) = watch::channel(0u64);
@@ -305,6 +306,9 @@ impl Inner {
     }
 
     fn publish(&self, state: &mut State) {
+        // Once per batch, not per sighting: with a recorder installed a
+        // gauge update is a registry lookup.
+        metrics::gauge!("rollcall_roster_peers").set(state.peer_count() as f64);
         for ev in state.take_events() {
             counters::count_events(std::iter::once(&ev));
             let _ = self.events.send(ev);

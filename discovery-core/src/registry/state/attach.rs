@@ -7,7 +7,11 @@
 
 use smallvec::{smallvec, SmallVec};
 
+use std::sync::Arc;
+
 use super::alias_index::AliasHashes;
+use super::events::take_back;
+use super::merge_view::Merged;
 use super::partition::{clash, merge_singular, singular_values};
 use super::{kind_index, Members, ObsIdx, PeerIdx, State};
 
@@ -27,29 +31,70 @@ impl State {
         if self.reference_only {
             return self.recompute(&[idx], &[]);
         }
-        let (members, old_peers): (Members, SmallVec<[PeerIdx; 8]>) =
-            match self.placement(idx, hashes) {
-                None => return self.recompute(&[idx], &[]),
-                Some(Placement::Alone) => (smallvec![idx], SmallVec::new()),
-                Some(Placement::Joins(p)) => {
-                    let Some(pe) = self.peers[p as usize].as_ref() else {
-                        return self.recompute(&[idx], &[]);
-                    };
-                    let key = self.merge_order(idx);
-                    let at = pe.members.partition_point(|&m| self.merge_order(m) < key);
-                    let mut members = pe.members.clone();
-                    members.insert(at, idx);
-                    (members, smallvec![p])
-                }
-            };
+        let placement = self.placement(idx, hashes);
+        let members: Members = match placement {
+            None => return self.recompute(&[idx], &[]),
+            Some(Placement::Alone) => smallvec![idx],
+            Some(Placement::Joins(p)) => {
+                let Some(pe) = self.peers[p as usize].as_ref() else {
+                    return self.recompute(&[idx], &[]);
+                };
+                let key = self.merge_order(idx);
+                let at = pe.members.partition_point(|&m| self.merge_order(m) < key);
+                let mut members = pe.members.clone();
+                members.insert(at, idx);
+                members
+            }
+        };
         #[cfg(test)]
         {
             self.placed_without_partition += 1;
         }
         // No conflict is found here; those about its aliases are dropped.
         self.update_conflicts(&members, Vec::new());
-        self.publish_groups(smallvec![members], old_peers, true);
-        metrics::gauge!("rollcall_roster_peers").set(self.peer_count() as f64);
+        match placement {
+            Some(Placement::Joins(p)) => self.join(p, idx, members),
+            _ => self.publish_groups(smallvec![members], SmallVec::new(), true),
+        }
+    }
+
+    /// Peer `p` gains sighting `idx` (`members`: its sightings with it, in
+    /// merge order). What `publish_groups` does for one group kept by one
+    /// peer, without staging: the entry and uid stay, the display id stays
+    /// unless a better alias is free, one `Updated` if the view changed.
+    fn join(&mut self, p: PeerIdx, idx: ObsIdx, members: Members) {
+        let merged = Merged::of(&self.obs, &self.sources, &members);
+        let id = self.unique_id(&merged.aliases, &members, Some(p));
+        let Some(pe) = self.peers[p as usize].as_mut() else {
+            return;
+        };
+        let new_id = (pe.view.id != *id).then(|| id.into_owned());
+        let diff = merged.diff(&pe.view);
+        pe.members = members;
+        pe.isolated = true;
+        let change = if new_id.is_some() || diff.any() {
+            let earlier = take_back(&mut self.out, &pe.view);
+            // In place unless an event or snapshot still holds the view.
+            let v = Arc::make_mut(&mut pe.view);
+            merged.write_into(v, diff);
+            let was = new_id.map(|id| std::mem::replace(&mut v.id, id));
+            Some((pe.view.clone(), was, earlier))
+        } else {
+            pe.seen_stale = true; // not rewritten: its times may be behind
+            None
+        };
+        drop(merged); // its borrows of the observations end here
+        if let Some(e) = self.obs[idx as usize].as_mut() {
+            e.set_peer(Some(p));
+        }
+        let Some((view, was, earlier)) = change else {
+            return;
+        };
+        if let Some(was) = &was {
+            self.id_remove(self.id_hash(was), p);
+            self.id_insert(self.id_hash(&view.id), p);
+        }
+        self.emit_change(view, was, earlier);
     }
 
     /// `None` when only a re-partition can tell: it links to two peers, to

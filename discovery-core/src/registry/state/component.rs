@@ -15,7 +15,6 @@ impl State {
         let isolated = groups.len() == 1 && found_conflicts.is_empty();
         self.publish_groups(groups, old_peers, isolated);
         self.update_conflicts(&comp, found_conflicts);
-        metrics::gauge!("rollcall_roster_peers").set(self.peer_count() as f64);
     }
 
     /// The component around the seeds, sorted by priority, and the peers its

@@ -23,7 +23,7 @@ enum Pending {
 }
 
 /// The batch's newest event, taken back to be folded into the next one.
-struct Earlier {
+pub(super) struct Earlier {
     version: u64,
     joined: bool,
     renamed_from: Option<String>,
@@ -31,7 +31,7 @@ struct Earlier {
 
 /// Takes back the newest event of the batch if it carries `view` (the
 /// caller folds its change into it); `None` otherwise.
-fn take_back(out: &mut Vec<RosterEvent>, view: &Arc<Peer>) -> Option<Earlier> {
+pub(super) fn take_back(out: &mut Vec<RosterEvent>, view: &Arc<Peer>) -> Option<Earlier> {
     match out.last() {
         Some(RosterEvent::Joined { peer, .. } | RosterEvent::Updated { peer, .. })
             if Arc::ptr_eq(peer, view) => {}
@@ -93,7 +93,7 @@ impl State {
     /// Stages `peer`'s change as the next event, or folds it into the
     /// `earlier` event it was taken back from (keeping that event's version
     /// and kind, and the id a watcher knew it by).
-    fn emit_change(
+    pub(super) fn emit_change(
         &mut self,
         peer: Arc<Peer>,
         renamed_from: Option<String>,
@@ -193,7 +193,7 @@ impl State {
         let may_fold = groups.len() == 1 && old_peers.len() <= 1;
         for members in groups {
             let merged = Merged::of(&self.obs, &self.sources, &members);
-            let id = self.unique_id(&merged.aliases, &members);
+            let id = self.unique_id(&merged.aliases, &members, None);
             let reuse = self.keeper(&members, &id, &old_peers, &claimed);
             let old = reuse.and_then(|p| self.peers[p as usize].take());
             let change = match old {
@@ -240,10 +240,10 @@ impl State {
                     }
                 },
             };
-            let view = match changes.last() {
-                Some(Pending::Updated(v, _, _) | Pending::Joined(v) | Pending::Same(v)) => {
-                    v.clone()
-                }
+            // An unchanged view was not rewritten: its times may be behind.
+            let (view, seen_stale) = match changes.last() {
+                Some(Pending::Updated(v, _, _) | Pending::Joined(v)) => (v.clone(), false),
+                Some(Pending::Same(v)) => (v.clone(), true),
                 None => continue, // unreachable: one change is staged per group
             };
             for &m in &members {
@@ -256,7 +256,7 @@ impl State {
                 members,
                 view,
                 isolated,
-                seen_stale: false,
+                seen_stale,
             });
         }
         for p in old_peers {

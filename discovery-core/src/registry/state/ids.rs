@@ -50,8 +50,17 @@ impl State {
 
     /// The display id: the best alias not already taken by another peer
     /// (borrowed from it: the id is copied only when it changes).
-    pub(super) fn unique_id<'a>(&self, aliases: &[&'a Alias], members: &[ObsIdx]) -> Cow<'a, str> {
-        let free = |s: &str| self.id_lookup(s).is_none();
+    /// An id held by `own` counts as free (the peer keeps it).
+    pub(super) fn unique_id<'a>(
+        &self,
+        aliases: &[&'a Alias],
+        members: &[ObsIdx],
+        own: Option<PeerIdx>,
+    ) -> Cow<'a, str> {
+        let free = |s: &str| {
+            let holder = self.id_lookup(s);
+            holder.is_none() || holder == own
+        };
         for a in aliases {
             let v = if a.kind == AliasKind::ContainerId {
                 a.match_value()

@@ -27,7 +27,8 @@ pub(super) struct Merged<'a> {
     labels: SmallVec<[(&'a String, &'a String); 4]>,
     /// Deduplicated by text, ranked (stable: priority order within a rank).
     addrs: SmallVec<[&'a RankedAddr; 4]>,
-    sources: SmallVec<[(&'a Arc<str>, SystemTime); 4]>,
+    /// With the latest sighting of each, as nanoseconds since the epoch.
+    sources: SmallVec<[(&'a Arc<str>, u64); 4]>,
     /// Aliases and addresses merged (`of`), or left out (`of_meta`).
     identity: bool,
 }
@@ -91,7 +92,7 @@ impl<'a> Merged<'a> {
                 }
             }
             let name = &sources[e.source as usize].name;
-            let seen = e.last_seen();
+            let seen = e.last_seen_ns;
             match m.sources.iter_mut().find(|(n, _)| *n == name) {
                 Some((_, t)) => *t = (*t).max(seen),
                 None => m.sources.push((name, seen)),
@@ -224,7 +225,7 @@ impl<'a> Merged<'a> {
         }
         if !diff.sources {
             for (s, (_, seen)) in p.sources.iter_mut().zip(&self.sources) {
-                s.last_seen = *seen;
+                s.last_seen = wall_time(*seen);
             }
         } else {
             p.sources.clear();
@@ -232,7 +233,7 @@ impl<'a> Merged<'a> {
             p.sources
                 .extend(self.sources.iter().map(|(name, seen)| PeerSource {
                     name: Arc::clone(name),
-                    last_seen: *seen,
+                    last_seen: wall_time(*seen),
                 }));
         }
     }
@@ -262,6 +263,11 @@ impl<'a> Merged<'a> {
                 .zip(&self.sources)
                 .all(|(s, (name, _))| s.name == **name)
     }
+}
+
+/// The wall time `ns` nanoseconds after the epoch.
+fn wall_time(ns: u64) -> SystemTime {
+    SystemTime::UNIX_EPOCH + std::time::Duration::from_nanos(ns)
 }
 
 /// The fields of a view that differ from a merge.
