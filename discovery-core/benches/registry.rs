@@ -206,16 +206,18 @@ fn cpu_throughput(peers: usize, runs: usize) {
         change.push(thread_cpu_ns().unwrap_or(t0) - t0);
         drop(m);
     }
-    let per_s = |ns: u64| n / (ns as f64 / 1e9);
+    // The thread clock ticks coarsely on some kernels (4 ms here): a
+    // median of zero ticks says so instead of an infinite rate.
+    let rate = |ns: u64| match ns {
+        0 => "under one clock tick".to_string(),
+        ns => format!("{:.1} ms = {:.0} obs/s", ns as f64 / 1e6, n / (ns as f64 / 1e9)),
+    };
     let (c, r, x) = (median(cold), median(renew), median(change));
     println!(
-        "cpu: {peers} peers x {SOURCES} sources, median of {runs}: cold load {:.1} ms = {:.0} obs/s, renewal {:.1} ms = {:.0} obs/s, status change {:.1} ms = {:.0} obs/s",
-        c as f64 / 1e6,
-        per_s(c),
-        r as f64 / 1e6,
-        per_s(r),
-        x as f64 / 1e6,
-        per_s(x)
+        "cpu: {peers} peers x {SOURCES} sources, median of {runs}: cold load {}, renewal {}, status change {}",
+        rate(c),
+        rate(r),
+        rate(x)
     );
 }
 

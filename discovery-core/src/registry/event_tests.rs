@@ -266,12 +266,10 @@ async fn split_keeps_one_uid_and_joins_the_rest() {
     assert_eq!(rig.state.snapshot().peers.len(), 2);
 }
 
-/// A lower-priority sighting that bridges two groups formed before it must
-/// not win fields over the middle one: members stay in priority order.
-#[test]
-fn a_bridge_keeps_the_members_in_priority_order() {
+/// A state with these primary sources (name, priority), in this order.
+fn primaries(sources: &[(&str, i32)]) -> State {
     let mut s = State::new(AddressPolicy::default());
-    for (name, prio) in [("hi", 100), ("mid", 50), ("lo", 10)] {
+    for &(name, prio) in sources {
         s.add_source(
             Arc::from(name),
             prio,
@@ -279,6 +277,14 @@ fn a_bridge_keeps_the_members_in_priority_order() {
             Duration::from_secs(300),
         );
     }
+    s
+}
+
+/// A lower-priority sighting that bridges two groups formed before it must
+/// not win fields over the middle one: members stay in priority order.
+#[test]
+fn a_bridge_keeps_the_members_in_priority_order() {
+    let mut s = primaries(&[("hi", 100), ("mid", 50), ("lo", 10)]);
     let now = Instant::now();
     let mut put = |src: u16, key: &str, aliases: &[(AliasKind, &str)], status: Option<&str>| {
         let mut o = Observation::new(key);
@@ -316,19 +322,7 @@ fn a_bridge_keeps_the_members_in_priority_order() {
 /// before keeps what it had.
 #[test]
 fn renewals_show_in_later_reads_without_touching_earlier_ones() {
-    let mut s = State::new(AddressPolicy::default());
-    s.add_source(
-        Arc::from("hi"),
-        100,
-        SourceClass::Primary,
-        Duration::from_secs(300),
-    );
-    s.add_source(
-        Arc::from("lo"),
-        10,
-        SourceClass::Primary,
-        Duration::from_secs(300),
-    );
+    let mut s = primaries(&[("hi", 100), ("lo", 10)]);
     let now = Instant::now();
     let t = |secs: u64| SystemTime::UNIX_EPOCH + Duration::from_secs(secs);
     let a = obs("a", &[(AliasKind::AgentId, "agent-1")]);
