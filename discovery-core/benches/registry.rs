@@ -210,7 +210,11 @@ fn cpu_throughput(peers: usize, runs: usize) {
     // median of zero ticks says so instead of an infinite rate.
     let rate = |ns: u64| match ns {
         0 => "under one clock tick".to_string(),
-        ns => format!("{:.1} ms = {:.0} obs/s", ns as f64 / 1e6, n / (ns as f64 / 1e9)),
+        ns => format!(
+            "{:.1} ms = {:.0} obs/s",
+            ns as f64 / 1e6,
+            n / (ns as f64 / 1e9)
+        ),
     };
     let (c, r, x) = (median(cold), median(renew), median(change));
     println!(
