@@ -5,9 +5,9 @@
 //! This is a cold load's common case (each of a peer's sightings arrives
 //! on its own); everything else takes `recompute`.
 
-use smallvec::{smallvec, SmallVec};
-
 use std::sync::Arc;
+
+use smallvec::{smallvec, SmallVec};
 
 use super::alias_index::AliasHashes;
 use super::events::take_back;
