@@ -5,7 +5,6 @@
 //! protocol's own `Display`, so the text is the same for every address.
 
 use std::fmt::Write;
-use std::net::Ipv4Addr;
 
 use multiaddr::{Multiaddr, Protocol};
 
@@ -36,23 +35,23 @@ pub(crate) fn write_text(s: &mut String, addr: &Multiaddr) {
         _ => {}
     }
     for p in addr.iter() {
+        let mut buf = Digits::default();
         match p {
-            Protocol::Ip4(ip) => {
-                s.push_str("/ip4/");
-                push_ipv4(s, ip);
-            }
+            Protocol::Ip4(ip) => buf.ipv4(ip.octets()),
             Protocol::Tcp(port) => {
-                s.push_str("/tcp/");
-                push_u16(s, port);
+                buf.text(b"/tcp/");
+                buf.number(port);
             }
             Protocol::Udp(port) => {
-                s.push_str("/udp/");
-                push_u16(s, port);
+                buf.text(b"/udp/");
+                buf.number(port);
             }
             other => {
                 let _ = write!(s, "{other}");
+                continue;
             }
         }
+        buf.push_to(s);
     }
 }
 
@@ -101,33 +100,10 @@ impl Digits {
     }
 }
 
-fn push_ipv4(s: &mut String, ip: Ipv4Addr) {
-    for (i, octet) in ip.octets().into_iter().enumerate() {
-        if i > 0 {
-            s.push('.');
-        }
-        push_u16(s, u16::from(octet));
-    }
-}
-
-fn push_u16(s: &mut String, n: u16) {
-    let mut digits = [0u8; 5];
-    let mut i = digits.len();
-    let mut n = n;
-    loop {
-        i -= 1;
-        digits[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    // ASCII digits: valid UTF-8.
-    s.push_str(std::str::from_utf8(&digits[i..]).unwrap_or_default());
-}
-
 #[cfg(test)]
 mod tests {
+    use std::net::Ipv4Addr;
+
     use super::*;
 
     #[test]

@@ -127,9 +127,6 @@ impl ObsEntry {
         self.peer_slot = None;
         p
     }
-    fn last_seen(&self) -> SystemTime {
-        SystemTime::UNIX_EPOCH + Duration::from_nanos(self.last_seen_ns)
-    }
     fn set_last_seen(&mut self, wall: SystemTime) {
         self.last_seen_ns = wall_ns(wall);
     }

@@ -91,12 +91,11 @@ impl<'a> Merged<'a> {
                     }
                 }
             }
-            let name = &sources[e.source as usize].name;
-            let seen = e.last_seen_ns;
-            match m.sources.iter_mut().find(|(n, _)| *n == name) {
-                Some((_, t)) => *t = (*t).max(seen),
-                None => m.sources.push((name, seen)),
-            }
+            note_seen(
+                &mut m.sources,
+                &sources[e.source as usize].name,
+                e.last_seen_ns,
+            );
         }
         m.aliases.sort_by_key(|a| kind_index(a.kind));
         m.addrs.sort_by_key(|a| a.rank);
@@ -265,8 +264,33 @@ impl<'a> Merged<'a> {
     }
 }
 
+/// Each source seeing `members`, in their order, with its latest sighting
+/// (nanoseconds since the epoch).
+pub(super) fn seen_by_source<'a>(
+    obs: &'a [Option<ObsEntry>],
+    sources: &'a [SourceMeta],
+    members: &[ObsIdx],
+) -> SmallVec<[(&'a Arc<str>, u64); 4]> {
+    let mut seen: SmallVec<[(&Arc<str>, u64); 4]> = SmallVec::new();
+    for e in members
+        .iter()
+        .filter_map(|&i| obs.get(i as usize)?.as_ref())
+    {
+        note_seen(&mut seen, &sources[e.source as usize].name, e.last_seen_ns);
+    }
+    seen
+}
+
+/// Records that source `name` saw a member at `ns`: its latest sighting is kept.
+fn note_seen<'a>(seen: &mut SmallVec<[(&'a Arc<str>, u64); 4]>, name: &'a Arc<str>, ns: u64) {
+    match seen.iter_mut().find(|(n, _)| *n == name) {
+        Some((_, t)) => *t = (*t).max(ns),
+        None => seen.push((name, ns)),
+    }
+}
+
 /// The wall time `ns` nanoseconds after the epoch.
-fn wall_time(ns: u64) -> SystemTime {
+pub(super) fn wall_time(ns: u64) -> SystemTime {
     SystemTime::UNIX_EPOCH + std::time::Duration::from_nanos(ns)
 }
 

@@ -10,6 +10,7 @@ use std::time::SystemTime;
 
 use smallvec::SmallVec;
 
+use super::merge_view::{seen_by_source, wall_time};
 use super::{PeerIdx, State};
 
 impl State {
@@ -35,19 +36,11 @@ impl State {
         if !std::mem::take(&mut pe.seen_stale) {
             return;
         }
-        let mut latest: SmallVec<[(&Arc<str>, SystemTime); 4]> = SmallVec::new();
-        for e in pe
-            .members
-            .iter()
-            .filter_map(|&m| obs.get(m as usize)?.as_ref())
-        {
-            let name = &sources[e.source as usize].name;
-            let seen = e.last_seen();
-            match latest.iter_mut().find(|(n, _)| *n == name) {
-                Some((_, t)) => *t = (*t).max(seen),
-                None => latest.push((name, seen)),
-            }
-        }
+        let latest: SmallVec<[(&Arc<str>, SystemTime); 4]> =
+            seen_by_source(obs, sources, &pe.members)
+                .into_iter()
+                .map(|(name, ns)| (name, wall_time(ns)))
+                .collect();
         let behind = |view: &crate::roster::Peer| {
             view.sources.iter().any(|s| {
                 latest
