@@ -21,6 +21,8 @@ mod partition; // shared strong alias = one peer, unless singular kinds clash
 mod seen; // when sources last saw a peer: renewals mark, reads bring views up to date
 mod sources; // source slots, retirement on reload, status report
 mod staleness; // TTL expiry and the maximum staleness of a degraded source
+mod tag_table; // hash -> slot numbers, 8 bytes a slot (keys, aliases, ids)
+mod ticks; // monotonic times in 8 bytes
 
 use std::collections::BTreeMap;
 
@@ -41,6 +43,7 @@ use crate::status::Health;
 
 use addrs::RankedAddr;
 use keys::KeyIndex;
+use ticks::{Clock, Tick};
 
 type ObsIdx = u32;
 type Members = SmallVec<[ObsIdx; 4]>;
@@ -96,10 +99,10 @@ struct ObsEntry {
     addrs: Box<[RankedAddr]>,
     /// `None` when empty: most sightings carry no metadata, and this saves ~110 bytes each.
     meta: Option<Box<Metadata>>,
-    expiry: Option<Instant>,
+    expiry: Option<Tick>,
     /// Where it is filed in the expiry queue (at most once, never after
     /// `expiry`): a renewal moves `expiry` on without touching the queue.
-    queued: Option<Instant>,
+    queued: Option<Tick>,
     /// Hash of the aliases and addresses as the source sent them, and of
     /// the metadata: a renewal (both equal) or a metadata change (the first
     /// equal) is detected without re-filtering or re-formatting anything.
@@ -109,7 +112,7 @@ struct ObsEntry {
     /// bytes instead of `SystemTime`'s 16: one per sighting adds up).
     last_seen_ns: u64,
     /// When the source last confirmed it (monotonic): staleness is per sighting.
-    seen_at: Instant,
+    seen_at: Tick,
     /// The peer slot + 1, so that "none" costs no extra word (4 bytes, not 8).
     peer_slot: Option<NonZeroU32>,
     active: bool,
@@ -166,7 +169,7 @@ pub(crate) struct State {
     /// Strong alias (by kind, keyed by the hash of its match value) to the
     /// observations claiming it. A hash collision only widens a component;
     /// the partition compares the real values.
-    alias_index: [HashMap<u64, SmallVec<[ObsIdx; 2]>>; 5],
+    alias_index: [tag_table::TagTable; 5],
     hasher: ahash::RandomState,
     /// A second, independent hash of each key (see `keys`).
     key_check: ahash::RandomState,
@@ -175,6 +178,8 @@ pub(crate) struct State {
     peer_ids: ids::IdIndex,
     /// One live entry per observation with a TTL, at or before its expiry.
     expiry: expiry_queue::ExpiryQueue,
+    /// Instants to ticks and back.
+    clock: Clock,
     version: u64,
     fallback_active: bool,
     /// Hysteresis: how long primaries stay healthy before the fallback stands down.
@@ -221,6 +226,7 @@ impl State {
             free_peers: Vec::new(),
             peer_ids: Default::default(),
             expiry: Default::default(),
+            clock: Clock::new(Instant::now()),
             version: 0,
             fallback_active: true,
             fallback_hold: Duration::ZERO,

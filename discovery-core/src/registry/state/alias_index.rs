@@ -29,10 +29,7 @@ impl State {
             if a.kind.is_strong() {
                 let h = self.hasher.hash_one(a.match_value());
                 filed.push((i as u32, h));
-                let list = self.alias_index[kind_index(a.kind)].entry(h).or_default();
-                if !list.contains(&idx) {
-                    list.push(idx);
-                }
+                self.alias_index[kind_index(a.kind)].insert_once(h, idx);
             }
         }
         filed
@@ -51,13 +48,7 @@ impl State {
                     .push((a.kind, a.match_value().to_owned()));
             }
             let h = self.hasher.hash_one(a.match_value());
-            let map = &mut self.alias_index[kind_index(a.kind)];
-            if let Some(list) = map.get_mut(&h) {
-                list.retain(|i| *i != idx);
-                if list.is_empty() {
-                    map.remove(&h);
-                }
-            }
+            self.alias_index[kind_index(a.kind)].remove(h, idx);
         }
     }
 
@@ -65,11 +56,12 @@ impl State {
         let mut out = Vec::new();
         if let Some(e) = self.entry(idx) {
             for a in e.aliases.iter().filter(|a| a.kind.is_strong()) {
-                if let Some(list) =
-                    self.alias_index[kind_index(a.kind)].get(&self.hasher.hash_one(a.match_value()))
-                {
-                    out.extend(list.iter().copied().filter(|&i| i != idx));
-                }
+                let h = self.hasher.hash_one(a.match_value());
+                out.extend(
+                    self.alias_index[kind_index(a.kind)]
+                        .get(h)
+                        .filter(|&i| i != idx),
+                );
             }
         }
         out

@@ -105,10 +105,10 @@ impl State {
         for &(at, h) in hashes {
             let a = e.aliases.get(at as usize)?;
             let value = a.match_value();
-            let Some(list) = self.alias_index[kind_index(a.kind)].get(&h) else {
-                continue;
-            };
-            for &other in list.iter().filter(|&&o| o != idx) {
+            for other in self.alias_index[kind_index(a.kind)]
+                .get(h)
+                .filter(|&o| o != idx)
+            {
                 let o = self.entry(other)?;
                 let p = o.peer()?;
                 if target.is_some_and(|t| t != p) {

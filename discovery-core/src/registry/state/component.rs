@@ -55,15 +55,12 @@ impl State {
                 }
             }
             for a in e.aliases.iter().filter(|a| a.kind.is_strong()) {
-                if let Some(list) =
-                    self.alias_index[kind_index(a.kind)].get(&self.hasher.hash_one(a.match_value()))
-                {
-                    stack.extend(
-                        list.iter()
-                            .copied()
-                            .filter(|&x| self.visit_stamp[x as usize] != gen),
-                    );
-                }
+                let h = self.hasher.hash_one(a.match_value());
+                stack.extend(
+                    self.alias_index[kind_index(a.kind)]
+                        .get(h)
+                        .filter(|&x| self.visit_stamp[x as usize] != gen),
+                );
             }
         }
 

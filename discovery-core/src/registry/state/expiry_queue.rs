@@ -8,8 +8,7 @@
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 
-use tokio::time::Instant;
-
+use super::ticks::Tick;
 use super::ObsIdx;
 
 /// Stale entries tolerated before a compaction, whatever the live count.
@@ -18,21 +17,21 @@ const SLACK: usize = 64;
 #[derive(Debug, Default)]
 pub(super) struct ExpiryQueue {
     /// Earliest first; ties by observation index, as a sorted map ordered them.
-    heap: BinaryHeap<Reverse<(Instant, ObsIdx)>>,
+    heap: BinaryHeap<Reverse<(Tick, ObsIdx)>>,
     /// Observations filed (their `queued` is set): the heap's live entries.
     live: usize,
 }
 
 impl ExpiryQueue {
     /// Files observation `idx` at `at` (it was not filed).
-    pub(super) fn file(&mut self, at: Instant, idx: ObsIdx) {
+    pub(super) fn file(&mut self, at: Tick, idx: ObsIdx) {
         self.live += 1;
         self.heap.push(Reverse((at, idx)));
     }
 
     /// Observation `idx` is no longer filed where it was: its entry is now
     /// stale. `filed` lists every live entry, for a compaction.
-    pub(super) fn unfile(&mut self, filed: impl FnOnce() -> Vec<(Instant, ObsIdx)>) {
+    pub(super) fn unfile(&mut self, filed: impl FnOnce() -> Vec<(Tick, ObsIdx)>) {
         self.live = self.live.saturating_sub(1);
         if self.heap.len() > 2 * self.live + SLACK {
             self.heap = filed().into_iter().map(Reverse).collect();
@@ -40,13 +39,13 @@ impl ExpiryQueue {
     }
 
     /// The earliest entry's time (it may be stale: the caller then pops it).
-    pub(super) fn next_time(&self) -> Option<Instant> {
+    pub(super) fn next_time(&self) -> Option<Tick> {
         self.heap.peek().map(|Reverse((t, _))| *t)
     }
 
     /// Takes the earliest entry if it is due at `now`; the caller decides
     /// whether it is live, and calls `popped_live` if so.
-    pub(super) fn pop_due(&mut self, now: Instant) -> Option<(Instant, ObsIdx)> {
+    pub(super) fn pop_due(&mut self, now: Tick) -> Option<(Tick, ObsIdx)> {
         match self.heap.peek() {
             Some(Reverse((t, _))) if *t <= now => self.heap.pop().map(|Reverse(e)| e),
             _ => None,
@@ -59,7 +58,7 @@ impl ExpiryQueue {
     }
 
     #[cfg(test)]
-    pub(super) fn entries(&self) -> impl Iterator<Item = (Instant, ObsIdx)> + '_ {
+    pub(super) fn entries(&self) -> impl Iterator<Item = (Tick, ObsIdx)> + '_ {
         self.heap.iter().map(|Reverse(e)| *e)
     }
 

@@ -3,22 +3,16 @@
 
 use std::borrow::Cow;
 
-use smallvec::SmallVec;
-
-use super::{Alias, AliasKind, HashMap, ObsIdx, PeerIdx, State};
+use super::{Alias, AliasKind, ObsIdx, PeerIdx, State};
 
 /// Display id to peer, by the hash of the id: no copy of the id text is
 /// kept (it lives once, in the view); a collision only costs a comparison.
-#[derive(Debug, Default)]
-pub(super) struct IdIndex {
-    by_hash: HashMap<u64, SmallVec<[PeerIdx; 1]>>,
-}
+pub(super) type IdIndex = super::tag_table::TagTable;
 
 impl State {
     /// The peer whose display id this is.
     pub(super) fn id_lookup(&self, id: &str) -> Option<PeerIdx> {
-        let list = self.peer_ids.by_hash.get(&self.id_hash(id))?;
-        list.iter().copied().find(|&p| {
+        self.peer_ids.find(self.id_hash(id), |p| {
             self.peers[p as usize]
                 .as_ref()
                 .is_some_and(|pe| pe.view.id == id)
@@ -32,20 +26,12 @@ impl State {
 
     /// Files `slot` under the display id whose hash is `h`.
     pub(super) fn id_insert(&mut self, h: u64, slot: PeerIdx) {
-        let list = self.peer_ids.by_hash.entry(h).or_default();
-        if !list.contains(&slot) {
-            list.push(slot);
-        }
+        self.peer_ids.insert_once(h, slot);
     }
 
     /// Forgets that `slot` goes by the display id whose hash is `h`.
     pub(super) fn id_remove(&mut self, h: u64, slot: PeerIdx) {
-        if let Some(list) = self.peer_ids.by_hash.get_mut(&h) {
-            list.retain(|p| *p != slot);
-            if list.is_empty() {
-                self.peer_ids.by_hash.remove(&h);
-            }
-        }
+        self.peer_ids.remove(h, slot);
     }
 
     /// The display id: the best alias not already taken by another peer

@@ -98,7 +98,7 @@ impl State {
                 }
                 e.meta = meta;
                 e.set_last_seen(wall);
-                e.seen_at = now;
+                e.seen_at = self.clock.tick(now);
                 e.ident_hash = ident_hash;
                 e.meta_hash = meta_hash;
             }
@@ -120,7 +120,7 @@ impl State {
             ident_hash,
             meta_hash,
             last_seen_ns: super::wall_ns(wall),
-            seen_at: now,
+            seen_at: self.clock.tick(now),
             peer_slot: None,
             active,
         };
@@ -170,7 +170,7 @@ impl State {
             (m, false) => *m = Some(Box::new(meta)),
         }
         e.set_last_seen(wall);
-        e.seen_at = now;
+        e.seen_at = self.clock.tick(now);
         if let Some(p) = e.peer() {
             if addrs_changed {
                 self.refresh_view(p);
@@ -186,7 +186,7 @@ impl State {
         let peer = match self.obs[idx as usize].as_mut() {
             Some(e) => {
                 e.set_last_seen(wall);
-                e.seen_at = now;
+                e.seen_at = self.clock.tick(now);
                 e.peer()
             }
             None => return,

@@ -3,12 +3,12 @@
 
 use tokio::time::Instant;
 
-use super::{Health, ObsEntry, ObsIdx, SourceClass, State};
+use super::{Health, ObsEntry, ObsIdx, SourceClass, State, Tick};
 
 impl State {
     /// The earliest moment `advance` has work to do.
     pub(crate) fn next_deadline(&self) -> Option<Instant> {
-        let ttl = self.expiry.next_time();
+        let ttl = self.expiry.next_time().map(|t| self.clock.instant(t));
         let stale = self.sources.iter().filter_map(|s| s.stale_deadline).min();
         let hold = self
             .primaries_ok_since
@@ -20,7 +20,8 @@ impl State {
     /// Expires observations whose TTL passed and drops what degraded sources
     /// kept for longer than their maximum staleness.
     pub(crate) fn advance(&mut self, now: Instant) {
-        while let Some((t, idx)) = self.expiry.pop_due(now) {
+        let now_tick = self.clock.tick(now);
+        while let Some((t, idx)) = self.expiry.pop_due(now_tick) {
             let Some(Some(e)) = self.obs.get_mut(idx as usize) else {
                 continue;
             };
@@ -31,7 +32,7 @@ impl State {
             e.queued = None;
             match e.expiry {
                 // Renewed since it was filed: file it again at its expiry.
-                Some(at) if at > now => {
+                Some(at) if at > now_tick => {
                     e.queued = Some(at);
                     self.expiry.file(at, idx);
                     continue;
@@ -61,7 +62,7 @@ impl State {
                     class == SourceClass::Cache
                         || self
                             .entry(i)
-                            .is_some_and(|e| e.expiry.is_none() && e.seen_at + max <= now)
+                            .is_some_and(|e| e.expiry.is_none() && e.seen_at.after(max) <= now_tick)
                 })
                 .collect();
             if !victims.is_empty() {
@@ -75,6 +76,7 @@ impl State {
     }
 
     pub(super) fn set_expiry(&mut self, idx: ObsIdx, at: Option<Instant>) {
+        let at = at.map(|t| self.clock.tick(t));
         let Some(e) = self.obs.get_mut(idx as usize).and_then(|o| o.as_mut()) else {
             return;
         };
@@ -97,7 +99,7 @@ impl State {
 }
 
 /// Every observation's place in the expiry queue.
-fn filed(obs: &[Option<ObsEntry>]) -> Vec<(Instant, ObsIdx)> {
+fn filed(obs: &[Option<ObsEntry>]) -> Vec<(Tick, ObsIdx)> {
     obs.iter()
         .enumerate()
         .filter_map(|(i, e)| Some((e.as_ref()?.queued?, i as ObsIdx)))
