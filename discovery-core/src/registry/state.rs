@@ -7,6 +7,7 @@ mod alias_index; // strong alias -> observations (an IP alone is not identity)
 mod attach; // a new sighting joins the one peer it links to without a re-partition
 mod component; // a change re-merges only its connected component
 mod conflicts; // identity conflicts reported exactly while they hold
+mod deferred; // a view is written once its batch moves on, not per sighting
 mod events; // joined/updated/left, consecutive versions, replay == snapshot
 mod expiry_queue; // when observations expire: a heap with lazy removal
 mod fallback; // fallback sources count while every primary is down (hysteresis)
@@ -192,6 +193,9 @@ pub(crate) struct State {
     visit_stamp: Vec<u32>,
     visit_gen: u32,
     out: Vec<RosterEvent>,
+    /// The peer whose view lags its sightings (`deferred`): its event is
+    /// the newest of `out`.
+    unwritten: Option<PeerIdx>,
     dropped_addrs: u64,
     /// Reused buffer for an address's text while it is compared.
     addr_text: String,
@@ -236,6 +240,7 @@ impl State {
             visit_stamp: Vec::new(),
             visit_gen: 0,
             out: Vec::new(),
+            unwritten: None,
             dropped_addrs: 0,
             addr_text: String::new(),
             last_uid: 0,
@@ -259,6 +264,7 @@ impl State {
     }
 
     pub(crate) fn take_events(&mut self) -> std::vec::Drain<'_, RosterEvent> {
+        self.settle();
         self.out.drain(..)
     }
 
@@ -335,6 +341,7 @@ impl State {
     }
 
     pub(crate) fn snapshot(&mut self) -> Roster {
+        self.settle();
         for p in 0..self.peers.len() {
             self.bring_seen_up_to_date(p as PeerIdx);
         }
@@ -352,6 +359,7 @@ impl State {
     }
 
     pub(crate) fn peer(&mut self, id: &str) -> Option<Arc<Peer>> {
+        self.settle();
         let p = self.id_lookup(id)?;
         self.bring_seen_up_to_date(p);
         self.peers[p as usize].as_ref().map(|p| p.view.clone())

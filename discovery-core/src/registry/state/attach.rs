@@ -7,13 +7,14 @@
 
 use std::sync::Arc;
 
-use smallvec::{smallvec, SmallVec};
+use smallvec::smallvec;
 
 use super::alias_index::AliasHashes;
 use super::events::take_back;
-use super::merge_view::Merged;
+use super::merge_view::{blank_peer, merged_aliases, Merged};
 use super::partition::{clash, merge_singular, singular_values};
-use super::{kind_index, Members, ObsIdx, PeerIdx, State};
+use super::{kind_index, Members, ObsIdx, PeerEntry, PeerIdx, State};
+use crate::roster::RosterEvent;
 
 /// Where a new sighting goes without a re-partition.
 enum Placement {
@@ -54,8 +55,39 @@ impl State {
         self.update_conflicts(&members, Vec::new());
         match placement {
             Some(Placement::Joins(p)) => self.join(p, idx, members),
-            _ => self.publish_groups(smallvec![members], SmallVec::new(), true),
+            _ => self.appear(members),
         }
+    }
+
+    /// A sighting linked to nothing is a new peer: its ids and its
+    /// `Joined` now, its fields when the batch moves on (`deferred`).
+    fn appear(&mut self, members: Members) {
+        self.settle();
+        let id = {
+            let aliases = merged_aliases(&self.obs, &members);
+            self.unique_id(&aliases, &members, None).into_owned()
+        };
+        self.last_uid += 1;
+        let view = Arc::new(blank_peer(self.last_uid, id));
+        let slot = self.new_slot();
+        for &m in &members {
+            if let Some(e) = self.obs[m as usize].as_mut() {
+                e.set_peer(Some(slot));
+            }
+        }
+        self.id_insert(self.id_hash(&view.id), slot);
+        self.peers[slot as usize] = Some(PeerEntry {
+            members,
+            view: view.clone(),
+            isolated: true,
+            seen_stale: false,
+        });
+        self.version += 1;
+        self.out.push(RosterEvent::Joined {
+            version: self.version,
+            peer: view,
+        });
+        self.unwritten = Some(slot);
     }
 
     /// Peer `p` gains sighting `idx` (`members`: its sightings with it, in
@@ -63,6 +95,12 @@ impl State {
     /// peer, without staging: the entry and uid stay, the display id stays
     /// unless a better alias is free, one `Updated` if the view changed.
     fn join(&mut self, p: PeerIdx, idx: ObsIdx, members: Members) {
+        if self.unwritten != Some(p) {
+            self.settle();
+        }
+        if self.may_defer(p) {
+            return self.join_deferred(p, idx, members);
+        }
         let merged = Merged::of(&self.obs, &self.sources, &members);
         let id = self.unique_id(&merged.aliases, &members, Some(p));
         let Some(pe) = self.peers[p as usize].as_mut() else {
@@ -95,6 +133,38 @@ impl State {
             self.id_insert(self.id_hash(&view.id), p);
         }
         self.emit_change(view, was, earlier);
+    }
+
+    /// `join` while peer `p`'s event is the batch's newest: its members
+    /// and display id now (a rename folds into that event), its fields
+    /// when the batch moves on (`deferred`).
+    fn join_deferred(&mut self, p: PeerIdx, idx: ObsIdx, members: Members) {
+        let id = {
+            let aliases = merged_aliases(&self.obs, &members);
+            let id = self.unique_id(&aliases, &members, Some(p));
+            self.peers[p as usize]
+                .as_ref()
+                .is_some_and(|pe| pe.view.id != *id)
+                .then(|| id.into_owned())
+        };
+        if let Some(e) = self.obs[idx as usize].as_mut() {
+            e.set_peer(Some(p));
+        }
+        let Some(pe) = self.peers[p as usize].as_mut() else {
+            return;
+        };
+        pe.members = members;
+        pe.isolated = true;
+        self.unwritten = Some(p);
+        let Some(id) = id else {
+            return;
+        };
+        let earlier = take_back(&mut self.out, &pe.view);
+        let was = std::mem::replace(&mut Arc::make_mut(&mut pe.view).id, id);
+        let view = pe.view.clone();
+        self.id_remove(self.id_hash(&was), p);
+        self.id_insert(self.id_hash(&view.id), p);
+        self.emit_change(view, Some(was), earlier);
     }
 
     /// `None` when only a re-partition can tell: it links to two peers, to

@@ -68,6 +68,7 @@ impl State {
             if self.conflicts.get(&k) != Some(&c) {
                 tracing::warn!(alias = %c.shared.value, kind = %c.shared.kind, disputed = %c.disputed, observations = ?c.observations, "identity conflict: not merged");
                 metrics::counter!("rollcall_roster_conflicts_total").increment(1);
+                self.settle();
                 self.out.push(RosterEvent::Conflict {
                     version: self.version,
                     conflict: c.clone(),

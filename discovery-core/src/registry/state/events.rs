@@ -146,6 +146,10 @@ impl State {
     }
 
     fn refresh(&mut self, p: PeerIdx, identity: bool) {
+        if self.unwritten == Some(p) {
+            return; // its view is merged from its sightings when written
+        }
+        self.settle();
         let Some(pe) = self.peers[p as usize].as_mut() else {
             return;
         };
@@ -175,6 +179,7 @@ impl State {
         old_peers: SmallVec<[PeerIdx; 8]>,
         isolated: bool,
     ) {
+        self.settle();
         // Forget the old peers' ids so the new groups can take them.
         for &p in &old_peers {
             if let Some(h) = self.peers[p as usize]
@@ -232,13 +237,7 @@ impl State {
                     claimed.push(p);
                     p
                 }
-                None => match self.free_peers.pop() {
-                    Some(p) => p,
-                    None => {
-                        self.peers.push(None);
-                        (self.peers.len() - 1) as PeerIdx
-                    }
-                },
+                None => self.new_slot(),
             };
             // An unchanged view was not rewritten: its times may be behind.
             let (view, seen_stale) = match changes.last() {
@@ -295,6 +294,19 @@ impl State {
                 Pending::Updated(peer, renamed_from, earlier) => {
                     self.emit_change(peer, renamed_from, earlier)
                 }
+            }
+        }
+    }
+}
+
+impl State {
+    /// A free peer slot.
+    pub(super) fn new_slot(&mut self) -> PeerIdx {
+        match self.free_peers.pop() {
+            Some(p) => p,
+            None => {
+                self.peers.push(None);
+                (self.peers.len() - 1) as PeerIdx
             }
         }
     }

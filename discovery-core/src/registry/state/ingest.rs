@@ -86,6 +86,7 @@ impl State {
         let meta = (o.meta != Metadata::default()).then(|| Box::new(o.meta));
 
         if let Some(idx) = existing {
+            self.settle(); // before a sighting it may hold changes
             self.set_expiry(idx, o.ttl.map(|t| now + t));
             // Changed: neighbours through the old aliases must be re-partitioned too.
             let mut seeds = self.alias_neighbours(idx);
@@ -197,6 +198,7 @@ impl State {
     }
 
     pub(super) fn remove_obs(&mut self, idx: ObsIdx) {
+        self.settle();
         let seeds = self.alias_neighbours(idx);
         self.unindex(idx);
         self.set_expiry(idx, None);

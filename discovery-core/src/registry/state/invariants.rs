@@ -44,6 +44,12 @@ impl State {
     /// Internal consistency: every active observation is in exactly one peer,
     /// ids are unique and indexed, and the peer count matches.
     pub(crate) fn check_invariants(&self) {
+        if let Some(p) = self.unwritten {
+            assert!(
+                self.may_defer(p),
+                "a lagging view's event is the batch's newest"
+            );
+        }
         let mut seen = std::collections::HashSet::new();
         for (pi, p) in self.peers.iter().enumerate() {
             let Some(p) = p else { continue };

@@ -75,7 +75,7 @@ impl<'a> Merged<'a> {
             .filter_map(|&i| obs.get(i as usize)?.as_ref())
         {
             if identity {
-                m.add_aliases(e);
+                add_aliases(&mut m.aliases, e);
                 m.add_addrs(e);
             }
             if let Some(meta) = e.meta.as_deref() {
@@ -102,22 +102,6 @@ impl<'a> Merged<'a> {
         m
     }
 
-    fn add_aliases(&mut self, e: &'a ObsEntry) {
-        for a in e.aliases.iter() {
-            let value = a.match_value();
-            match self
-                .aliases
-                .iter_mut()
-                .find(|x| x.kind == a.kind && x.match_value() == value)
-            {
-                // Keep the longest spelling (the full container id over the short one).
-                Some(x) if a.value.len() > x.value.len() => *x = a,
-                Some(_) => {}
-                None => self.aliases.push(a),
-            }
-        }
-    }
-
     fn add_addrs(&mut self, e: &'a ObsEntry) {
         for a in e.addrs.iter() {
             if !self.addrs.iter().any(|x| x.text == a.text) {
@@ -128,18 +112,7 @@ impl<'a> Merged<'a> {
 
     /// A new view (uid and id left for the caller), with no spare capacity.
     pub(super) fn to_peer(&self) -> Peer {
-        let mut p = Peer {
-            uid: 0,
-            id: String::new(),
-            aliases: Vec::new(),
-            name: None,
-            status: None,
-            capabilities: Vec::new(),
-            version: None,
-            labels: Default::default(),
-            addrs: Vec::new(),
-            sources: Vec::new(),
-        };
+        let mut p = blank_peer(0, String::new());
         self.write_into(&mut p, Diff::ALL);
         p
     }
@@ -331,6 +304,55 @@ impl Diff {
 
     pub(super) fn any(self) -> bool {
         self != Diff::NONE
+    }
+}
+
+/// The merged aliases of `members` (highest priority first), as `Merged`
+/// has them: all a display id needs, without merging anything else.
+pub(super) fn merged_aliases<'a>(
+    obs: &'a [Option<ObsEntry>],
+    members: &[ObsIdx],
+) -> SmallVec<[&'a Alias; 8]> {
+    let mut aliases = SmallVec::new();
+    for e in members
+        .iter()
+        .filter_map(|&i| obs.get(i as usize)?.as_ref())
+    {
+        add_aliases(&mut aliases, e);
+    }
+    aliases.sort_by_key(|a| kind_index(a.kind));
+    aliases
+}
+
+/// Adds `e`'s aliases, one per kind and match value.
+fn add_aliases<'a>(aliases: &mut SmallVec<[&'a Alias; 8]>, e: &'a ObsEntry) {
+    for a in e.aliases.iter() {
+        let value = a.match_value();
+        match aliases
+            .iter_mut()
+            .find(|x| x.kind == a.kind && x.match_value() == value)
+        {
+            // Keep the longest spelling (the full container id over the short one).
+            Some(x) if a.value.len() > x.value.len() => *x = a,
+            Some(_) => {}
+            None => aliases.push(a),
+        }
+    }
+}
+
+/// A view with its uid and id and nothing else yet.
+pub(super) fn blank_peer(uid: u64, id: String) -> Peer {
+    Peer {
+        uid,
+        id,
+        aliases: Vec::new(),
+        name: None,
+        status: None,
+        capabilities: Vec::new(),
+        version: None,
+        labels: Default::default(),
+        addrs: Vec::new(),
+        sources: Vec::new(),
     }
 }
 
