@@ -37,6 +37,10 @@ impl Replica {
                     "versions are consecutive: {ev:?}"
                 );
                 self.version = *version;
+                assert!(
+                    !peer.sources.is_empty(),
+                    "an event carries a merged view, never a blank one: {ev:?}"
+                );
                 let peer = if self.copies {
                     Arc::new(Peer::clone(peer))
                 } else {
@@ -61,6 +65,10 @@ impl Replica {
                     "versions are consecutive: {ev:?}"
                 );
                 self.version = *version;
+                assert!(
+                    !peer.sources.is_empty(),
+                    "a peer leaves as it was, not blank: {ev:?}"
+                );
                 assert!(
                     self.by_uid.remove(&peer.uid).is_some(),
                     "left a peer the replica never had: {ev:?}"
