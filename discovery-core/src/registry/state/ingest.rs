@@ -5,7 +5,7 @@ use std::time::SystemTime;
 
 use tokio::time::Instant;
 
-use super::{Alias, Metadata, ObsEntry, ObsIdx, SourceClass, State};
+use super::{Alias, Metadata, ObsEntry, ObsIdx, SourceClass, State, Tick};
 use crate::model::Observation;
 use crate::source::SourceIdx;
 
@@ -32,6 +32,8 @@ impl State {
                 .increment(dropped as u64);
             tracing::warn!(source = %self.sources[src as usize].name, key = %o.key, dropped, "observation over the size limit; extra addresses and aliases dropped");
         }
+        // One conversion: every time below is a tick.
+        let now = self.clock.tick(now);
         // Two hashes of the observation as sent: what links it (aliases and
         // addresses) and what describes it, so a renewal or a status change
         // is told apart without re-filtering or comparing anything.
@@ -45,13 +47,13 @@ impl State {
                 .map(|e| (e.ident_hash == ident_hash, e.meta_hash == meta_hash));
             match same {
                 Some((true, true)) => {
-                    self.set_expiry(idx, o.ttl.map(|t| now + t));
+                    self.set_expiry(idx, o.ttl.map(|t| now.after(t)));
                     self.renew(idx, now, wall);
                     return;
                 }
                 // Metadata alone: the aliases and addresses as sent are those stored.
                 Some((true, false)) => {
-                    self.set_expiry(idx, o.ttl.map(|t| now + t));
+                    self.set_expiry(idx, o.ttl.map(|t| now.after(t)));
                     self.store_meta(idx, o.meta, meta_hash, false, now, wall);
                     return;
                 }
@@ -67,7 +69,7 @@ impl State {
                 .entry(idx)
                 .is_some_and(|e| same_clean_aliases(&e.aliases, &o.aliases));
             if same_aliases {
-                self.set_expiry(idx, o.ttl.map(|t| now + t));
+                self.set_expiry(idx, o.ttl.map(|t| now.after(t)));
                 let Some(e) = self.obs[idx as usize].as_mut() else {
                     return;
                 };
@@ -87,7 +89,7 @@ impl State {
 
         if let Some(idx) = existing {
             self.settle(); // before a sighting it may hold changes
-            self.set_expiry(idx, o.ttl.map(|t| now + t));
+            self.set_expiry(idx, o.ttl.map(|t| now.after(t)));
             // Changed: neighbours through the old aliases must be re-partitioned too.
             let mut seeds = self.alias_neighbours(idx);
             let old_peer = self.entry(idx).and_then(|e| e.peer());
@@ -99,7 +101,7 @@ impl State {
                 }
                 e.meta = meta;
                 e.set_last_seen(wall);
-                e.seen_at = self.clock.tick(now);
+                e.seen_at = now;
                 e.ident_hash = ident_hash;
                 e.meta_hash = meta_hash;
             }
@@ -121,7 +123,7 @@ impl State {
             ident_hash,
             meta_hash,
             last_seen_ns: super::wall_ns(wall),
-            seen_at: self.clock.tick(now),
+            seen_at: now,
             peer_slot: None,
             active,
         };
@@ -136,7 +138,7 @@ impl State {
             }
         };
         self.sources[src as usize].keys.insert(key_hashes.0, idx);
-        self.set_expiry(idx, o.ttl.map(|t| now + t));
+        self.set_expiry(idx, o.ttl.map(|t| now.after(t)));
         if active {
             let hashes = self.index_hashed(idx);
             self.place_new(idx, &hashes);
@@ -152,7 +154,7 @@ impl State {
         meta: Metadata,
         meta_hash: u64,
         addrs_changed: bool,
-        now: Instant,
+        now: Tick,
         wall: SystemTime,
     ) {
         let Some(e) = self.obs[idx as usize].as_mut() else {
@@ -171,7 +173,7 @@ impl State {
             (m, false) => *m = Some(Box::new(meta)),
         }
         e.set_last_seen(wall);
-        e.seen_at = self.clock.tick(now);
+        e.seen_at = now;
         if let Some(p) = e.peer() {
             if addrs_changed {
                 self.refresh_view(p);
@@ -183,11 +185,11 @@ impl State {
 
     /// A renewal: last_seen refreshed, the peer marked (its view is
     /// brought up to date when read), no event, no re-merge.
-    pub(super) fn renew(&mut self, idx: ObsIdx, now: Instant, wall: SystemTime) {
+    pub(super) fn renew(&mut self, idx: ObsIdx, now: Tick, wall: SystemTime) {
         let peer = match self.obs[idx as usize].as_mut() {
             Some(e) => {
                 e.set_last_seen(wall);
-                e.seen_at = self.clock.tick(now);
+                e.seen_at = now;
                 e.peer()
             }
             None => return,

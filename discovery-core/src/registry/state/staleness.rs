@@ -75,8 +75,7 @@ impl State {
         self.refresh_fallback(now);
     }
 
-    pub(super) fn set_expiry(&mut self, idx: ObsIdx, at: Option<Instant>) {
-        let at = at.map(|t| self.clock.tick(t));
+    pub(super) fn set_expiry(&mut self, idx: ObsIdx, at: Option<Tick>) {
         let Some(e) = self.obs.get_mut(idx as usize).and_then(|o| o.as_mut()) else {
             return;
         };
