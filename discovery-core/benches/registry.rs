@@ -9,7 +9,8 @@
 //! upserts, as the daemon's merge loop publishes a batch.
 //!
 //! Run: `cargo bench -p discovery-core --bench registry` (one size: add `-- /10k`).
-//! Under a profiler, `ROLLCALL_BENCH_CRITERION_ONLY=1` skips the CPU-time pass, e.g. `... --bench registry -- --bench cold_load/10k --profile-time 8`.
+//! Under a profiler, `ROLLCALL_BENCH_CRITERION_ONLY=1` skips the CPU-time pass, e.g. `... --bench registry -- --bench cold_load/10k --profile-time 8`;
+//! `ROLLCALL_BENCH_CPU_ONLY=1` runs that pass alone (medians of thread CPU time).
 
 use std::time::{Duration, SystemTime};
 
@@ -169,59 +170,77 @@ fn streamed(m: &mut Merger, peers: usize, status: &str) -> Duration {
     total
 }
 
-/// Nanoseconds this thread has run on a CPU (Linux schedstat): unlike wall
-/// time, it does not count the time other processes had the core.
-fn thread_cpu_ns() -> Option<u64> {
-    let s = std::fs::read_to_string("/proc/thread-self/schedstat").ok()?;
-    s.split_whitespace().next()?.parse().ok()
+/// Nanoseconds this thread has run on a CPU (`CLOCK_THREAD_CPUTIME_ID`,
+/// exact to the nanosecond): unlike wall time, it does not count the time
+/// other processes had the core. (The schedstat file counted in 4 ms ticks.)
+fn thread_cpu_ns() -> u64 {
+    use nix::time::{clock_gettime, ClockId};
+    clock_gettime(ClockId::CLOCK_THREAD_CPUTIME_ID)
+        .map(|t| t.tv_sec() as u64 * 1_000_000_000 + t.tv_nsec() as u64)
+        .unwrap_or(0)
 }
 
-/// Median CPU time of `runs` cold loads, renewals and status changes,
-/// printed as observations per CPU-second (the machine is shared and noisy).
+/// CPU time of `f`.
+fn cpu<T>(f: impl FnOnce() -> T) -> (u64, T) {
+    let t0 = thread_cpu_ns();
+    let out = f();
+    (thread_cpu_ns().saturating_sub(t0), out)
+}
+
+/// Median CPU time of `runs` cold loads (events taken after each upsert,
+/// and once per batch), renewals and status changes, printed as
+/// observations per CPU-second (the machine is shared and noisy).
 fn cpu_throughput(peers: usize, runs: usize) {
     let n = (peers * SOURCES) as f64;
     let median = |mut v: Vec<u64>| {
         v.sort_unstable();
         v[v.len() / 2]
     };
-    let (mut cold, mut renew, mut change) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut cold, mut cold_batched, mut renew, mut change) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     let now = tokio::time::Instant::now();
     let wall = SystemTime::now();
     for run in 0..runs {
         let obs = observations(peers, "idle");
-        let Some(t0) = thread_cpu_ns() else { return };
-        let mut m = load(obs);
-        cold.push(thread_cpu_ns().unwrap_or(t0) - t0);
+        let (t, m) = cpu(|| {
+            let mut m = Merger::new(AddressPolicy::default(), SOURCES);
+            in_batches(&mut m, obs);
+            m
+        });
+        cold_batched.push(t);
+        drop(m);
         let obs = observations(peers, "idle");
-        let t0 = thread_cpu_ns().unwrap_or(0);
-        for (s, o) in obs {
-            m.upsert_at(s, o, now, wall);
-        }
-        renew.push(thread_cpu_ns().unwrap_or(t0) - t0);
+        let (t, mut m) = cpu(|| load(obs));
+        cold.push(t);
+        let obs = observations(peers, "idle");
+        let (t, ()) = cpu(|| {
+            for (s, o) in obs {
+                m.upsert_at(s, o, now, wall);
+            }
+        });
+        renew.push(t);
         let obs = observations(peers, if run % 2 == 0 { "working" } else { "idle" });
-        let t0 = thread_cpu_ns().unwrap_or(0);
-        for (s, o) in obs {
-            m.upsert_at(s, o, now, wall);
-        }
-        change.push(thread_cpu_ns().unwrap_or(t0) - t0);
+        let (t, ()) = cpu(|| {
+            for (s, o) in obs {
+                m.upsert_at(s, o, now, wall);
+            }
+        });
+        change.push(t);
         drop(m);
     }
-    // The thread clock ticks coarsely on some kernels (4 ms here): a
-    // median of zero ticks says so instead of an infinite rate.
-    let rate = |ns: u64| match ns {
-        0 => "under one clock tick".to_string(),
-        ns => format!(
-            "{:.1} ms = {:.0} obs/s",
+    let rate = |ns: u64| {
+        format!(
+            "{:.1} ms = {:.2} M obs/s",
             ns as f64 / 1e6,
-            n / (ns as f64 / 1e9)
-        ),
+            n / (ns as f64 / 1e9) / 1e6
+        )
     };
-    let (c, r, x) = (median(cold), median(renew), median(change));
     println!(
-        "cpu: {peers} peers x {SOURCES} sources, median of {runs}: cold load {}, renewal {}, status change {}",
-        rate(c),
-        rate(r),
-        rate(x)
+        "cpu: {peers} peers x {SOURCES} sources, median of {runs}: cold load {} (batched {}), renewal {}, status change {}",
+        rate(median(cold)),
+        rate(median(cold_batched)),
+        rate(median(renew)),
+        rate(median(change))
     );
 }
 
@@ -236,6 +255,10 @@ fn main() {
     }
     for (peers, _) in SIZES {
         cpu_throughput(peers, if peers >= 100_000 { 5 } else { 11 });
+    }
+    // `ROLLCALL_BENCH_CPU_ONLY=1`: the CPU-time pass alone.
+    if std::env::var_os("ROLLCALL_BENCH_CPU_ONLY").is_some() {
+        return;
     }
     benches();
     Criterion::default().configure_from_args().final_summary();
