@@ -22,6 +22,7 @@ mod partition; // shared strong alias = one peer, unless singular kinds clash
 mod seen; // when sources last saw a peer: renewals mark, reads bring views up to date
 mod sources; // source slots, retirement on reload, status report
 mod staleness; // TTL expiry and the maximum staleness of a degraded source
+mod stored_meta; // a sighting's metadata: only the fields it sets
 mod tag_table; // hash -> slot numbers, 8 bytes a slot (keys, aliases, ids)
 mod ticks; // monotonic times in 8 bytes
 
@@ -98,8 +99,8 @@ struct ObsEntry {
     key_check: u64,
     aliases: Box<[Alias]>,
     addrs: Box<[RankedAddr]>,
-    /// `None` when empty: most sightings carry no metadata, and this saves ~110 bytes each.
-    meta: Option<Box<Metadata>>,
+    /// Only the fields it sets (no allocation when none).
+    meta: stored_meta::StoredMeta,
     expiry: Option<Tick>,
     /// Where it is filed in the expiry queue (at most once, never after
     /// `expiry`): a renewal moves `expiry` on without touching the queue.
@@ -280,12 +281,18 @@ impl State {
         now: Instant,
         wall: SystemTime,
     ) {
-        let Some(meta) = self.sources.get_mut(src as usize) else {
-            return;
-        };
-        if meta.class == SourceClass::Retired {
+        if self
+            .sources
+            .get(src as usize)
+            .is_none_or(|m| m.class == SourceClass::Retired)
+        {
             return;
         }
+        // Only a run of upserts may leave a view lagging (`deferred`).
+        if !matches!(event, SourceEvent::Upsert(_)) {
+            self.settle();
+        }
+        let meta = &mut self.sources[src as usize];
         if matches!(
             event,
             SourceEvent::Upsert(_) | SourceEvent::Remove { .. } | SourceEvent::Replace(_)

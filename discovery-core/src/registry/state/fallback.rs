@@ -36,6 +36,7 @@ impl State {
         if !want {
             self.fallback_at_start = false;
         }
+        self.settle(); // members change below
         self.fallback_active = want;
         tracing::info!(
             active = want,

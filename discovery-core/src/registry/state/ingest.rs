@@ -5,6 +5,7 @@ use std::time::SystemTime;
 
 use tokio::time::Instant;
 
+use super::stored_meta::StoredMeta;
 use super::{Alias, Metadata, ObsEntry, ObsIdx, SourceClass, State, Tick};
 use crate::model::Observation;
 use crate::source::SourceIdx;
@@ -85,7 +86,7 @@ impl State {
         let aliases = clean_aliases(o.aliases);
         let class = self.sources[src as usize].class;
         let active = class != SourceClass::Fallback || self.fallback_active;
-        let meta = (o.meta != Metadata::default()).then(|| Box::new(o.meta));
+        let meta = StoredMeta::new(o.meta);
 
         if let Some(idx) = existing {
             self.settle(); // before a sighting it may hold changes
@@ -161,17 +162,11 @@ impl State {
             return;
         };
         e.meta_hash = meta_hash;
-        let empty = Metadata::default();
-        if !addrs_changed && *e.meta.as_deref().unwrap_or(&empty) == meta {
+        if !addrs_changed && e.meta.same_as(&meta) {
             self.renew(idx, now, wall);
             return;
         }
-        // The kept box is reused: a status change allocates no new one.
-        match (&mut e.meta, meta == empty) {
-            (m, true) => *m = None,
-            (Some(m), false) => **m = meta,
-            (m, false) => *m = Some(Box::new(meta)),
-        }
+        e.meta.set(meta);
         e.set_last_seen(wall);
         e.seen_at = now;
         if let Some(p) = e.peer() {

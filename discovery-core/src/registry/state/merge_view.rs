@@ -78,17 +78,16 @@ impl<'a> Merged<'a> {
                 add_aliases(&mut m.aliases, e);
                 m.add_addrs(e);
             }
-            if let Some(meta) = e.meta.as_deref() {
-                m.name = m.name.or(meta.name.as_ref());
-                m.status = m.status.or(meta.status.as_ref());
-                m.version = m.version.or(meta.version.as_ref());
-                if m.capabilities.is_empty() {
-                    m.capabilities = &meta.capabilities;
-                }
-                for (k, v) in meta.labels.iter() {
-                    if let Err(at) = m.labels.binary_search_by(|(x, _)| x.as_str().cmp(k)) {
-                        m.labels.insert(at, (k, v));
-                    }
+            let meta = &e.meta;
+            m.name = m.name.or(meta.name());
+            m.status = m.status.or(meta.status());
+            m.version = m.version.or(meta.version());
+            if m.capabilities.is_empty() {
+                m.capabilities = meta.capabilities();
+            }
+            for (k, v) in meta.labels().into_iter().flat_map(|l| l.iter()) {
+                if let Err(at) = m.labels.binary_search_by(|(x, _)| x.as_str().cmp(k)) {
+                    m.labels.insert(at, (k, v));
                 }
             }
             note_seen(

@@ -20,6 +20,7 @@ impl State {
     /// Expires observations whose TTL passed and drops what degraded sources
     /// kept for longer than their maximum staleness.
     pub(crate) fn advance(&mut self, now: Instant) {
+        self.settle();
         let now_tick = self.clock.tick(now);
         while let Some((t, idx)) = self.expiry.pop_due(now_tick) {
             let Some(Some(e)) = self.obs.get_mut(idx as usize) else {
