@@ -20,10 +20,14 @@ use crate::roster::RosterEvent;
 
 impl State {
     /// Writes the lagging view, if one lags, into the batch's newest event.
+    #[inline]
     pub(super) fn settle(&mut self) {
-        let Some(p) = self.unwritten.take() else {
-            return;
-        };
+        if let Some(p) = self.unwritten.take() {
+            self.write_lagging(p);
+        }
+    }
+
+    fn write_lagging(&mut self, p: PeerIdx) {
         let Some(pe) = self.peers[p as usize].as_mut() else {
             return;
         };

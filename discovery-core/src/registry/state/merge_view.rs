@@ -78,14 +78,14 @@ impl<'a> Merged<'a> {
                 add_aliases(&mut m.aliases, e);
                 m.add_addrs(e);
             }
-            let meta = &e.meta;
-            m.name = m.name.or(meta.name());
-            m.status = m.status.or(meta.status());
-            m.version = m.version.or(meta.version());
+            let meta = e.meta.read();
+            m.name = m.name.or(meta.name);
+            m.status = m.status.or(meta.status);
+            m.version = m.version.or(meta.version);
             if m.capabilities.is_empty() {
-                m.capabilities = meta.capabilities();
+                m.capabilities = meta.capabilities;
             }
-            for (k, v) in meta.labels().into_iter().flat_map(|l| l.iter()) {
+            for (k, v) in meta.labels.into_iter().flat_map(|l| l.iter()) {
                 if let Err(at) = m.labels.binary_search_by(|(x, _)| x.as_str().cmp(k)) {
                     m.labels.insert(at, (k, v));
                 }

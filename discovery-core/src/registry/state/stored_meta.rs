@@ -29,13 +29,22 @@ impl Field {
     }
 }
 
+/// A sighting's metadata fields, borrowed (unset: `None` or empty).
+pub(super) struct MetaRef<'a> {
+    pub(super) name: Option<&'a String>,
+    pub(super) status: Option<&'a String>,
+    pub(super) version: Option<&'a String>,
+    pub(super) capabilities: &'a [String],
+    pub(super) labels: Option<&'a Labels>,
+}
+
 /// The set fields of a sighting's metadata, in `Metadata`'s order; empty
 /// capabilities and labels count as unset, as the merge treats them.
 #[derive(Debug, Default)]
 pub(super) struct StoredMeta(Box<[Field]>);
 
-/// `m`'s set fields, in order.
-fn fields(m: Metadata) -> impl Iterator<Item = Field> {
+/// Moves `m`'s set fields, in order, into `put`.
+fn fields(m: Metadata, mut put: impl FnMut(Field)) {
     let Metadata {
         name,
         status,
@@ -43,95 +52,88 @@ fn fields(m: Metadata) -> impl Iterator<Item = Field> {
         version,
         labels,
     } = m;
-    [
-        name.map(Field::Name),
-        status.map(Field::Status),
-        version.map(Field::Version),
-        (!capabilities.is_empty()).then_some(Field::Capabilities(capabilities)),
-        (!labels.is_empty()).then_some(Field::Labels(labels)),
-    ]
-    .into_iter()
-    .flatten()
+    if let Some(v) = name {
+        put(Field::Name(v));
+    }
+    if let Some(v) = status {
+        put(Field::Status(v));
+    }
+    if let Some(v) = version {
+        put(Field::Version(v));
+    }
+    if !capabilities.is_empty() {
+        put(Field::Capabilities(capabilities));
+    }
+    if !labels.is_empty() {
+        put(Field::Labels(labels));
+    }
+}
+
+/// Which fields `m` sets, as the bits of their slots.
+fn shape(m: &Metadata) -> u8 {
+    u8::from(m.name.is_some())
+        | u8::from(m.status.is_some()) << 1
+        | u8::from(m.version.is_some()) << 2
+        | u8::from(!m.capabilities.is_empty()) << 3
+        | u8::from(!m.labels.is_empty()) << 4
 }
 
 impl StoredMeta {
     pub(super) fn new(m: Metadata) -> Self {
-        StoredMeta(fields(m).collect())
+        let n = shape(&m).count_ones() as usize;
+        if n == 0 {
+            return StoredMeta::default();
+        }
+        let mut v = Vec::with_capacity(n);
+        fields(m, |f| v.push(f));
+        StoredMeta(v.into_boxed_slice())
     }
 
     /// Replaces the fields with `m`'s, in place when `m` sets the same
     /// fields (a status change allocates nothing).
     pub(super) fn set(&mut self, m: Metadata) {
-        let same_shape = {
-            let slots = [
-                m.name.is_some(),
-                m.status.is_some(),
-                m.version.is_some(),
-                !m.capabilities.is_empty(),
-                !m.labels.is_empty(),
-            ];
-            let mut set = slots
-                .iter()
-                .enumerate()
-                .filter(|(_, s)| **s)
-                .map(|(i, _)| i as u8);
-            self.0.iter().all(|f| set.next() == Some(f.slot())) && set.next().is_none()
-        };
-        if !same_shape {
+        let ours = self.0.iter().fold(0u8, |bits, f| bits | 1 << f.slot());
+        if ours != shape(&m) {
             *self = StoredMeta::new(m);
             return;
         }
-        for (slot, field) in self.0.iter_mut().zip(fields(m)) {
-            *slot = field;
-        }
+        let mut slots = self.0.iter_mut();
+        fields(m, |f| {
+            if let Some(slot) = slots.next() {
+                *slot = f;
+            }
+        });
     }
 
-    fn find(&self, slot: u8) -> Option<&Field> {
-        self.0.iter().find(|f| f.slot() == slot)
-    }
-
-    pub(super) fn name(&self) -> Option<&String> {
-        match self.find(0) {
-            Some(Field::Name(v)) => Some(v),
-            _ => None,
+    /// The fields, read in one pass.
+    pub(super) fn read(&self) -> MetaRef<'_> {
+        let mut r = MetaRef {
+            name: None,
+            status: None,
+            version: None,
+            capabilities: &[],
+            labels: None,
+        };
+        for f in self.0.iter() {
+            match f {
+                Field::Name(v) => r.name = Some(v),
+                Field::Status(v) => r.status = Some(v),
+                Field::Version(v) => r.version = Some(v),
+                Field::Capabilities(v) => r.capabilities = v,
+                Field::Labels(v) => r.labels = Some(v),
+            }
         }
-    }
-
-    pub(super) fn status(&self) -> Option<&String> {
-        match self.find(1) {
-            Some(Field::Status(v)) => Some(v),
-            _ => None,
-        }
-    }
-
-    pub(super) fn version(&self) -> Option<&String> {
-        match self.find(2) {
-            Some(Field::Version(v)) => Some(v),
-            _ => None,
-        }
-    }
-
-    pub(super) fn capabilities(&self) -> &[String] {
-        match self.find(3) {
-            Some(Field::Capabilities(v)) => v,
-            _ => &[],
-        }
-    }
-
-    pub(super) fn labels(&self) -> Option<&Labels> {
-        match self.find(4) {
-            Some(Field::Labels(v)) => Some(v),
-            _ => None,
-        }
+        r
     }
 
     /// Whether this holds exactly `m` (empty lists as unset).
     pub(super) fn same_as(&self, m: &Metadata) -> bool {
-        self.name() == m.name.as_ref()
-            && self.status() == m.status.as_ref()
-            && self.version() == m.version.as_ref()
-            && self.capabilities() == &m.capabilities[..]
-            && match self.labels() {
+        let r = self.read();
+        r.name == m.name.as_ref()
+            && r.status == m.status.as_ref()
+            && r.version == m.version.as_ref()
+            && r.capabilities == &m.capabilities[..]
+            && match r.labels {
                 Some(l) => *l == m.labels,
                 None => m.labels.is_empty(),
             }
@@ -176,10 +178,12 @@ mod tests {
         ];
         for a in &shapes {
             let mut s = StoredMeta::new(a.clone());
-            assert_eq!(s.name(), a.name.as_ref());
-            assert_eq!(s.status(), a.status.as_ref());
-            assert_eq!(s.capabilities(), &a.capabilities[..]);
-            assert_eq!(s.labels().cloned().unwrap_or_default(), a.labels);
+            let r = s.read();
+            assert_eq!(r.name, a.name.as_ref());
+            assert_eq!(r.status, a.status.as_ref());
+            assert_eq!(r.version, a.version.as_ref());
+            assert_eq!(r.capabilities, &a.capabilities[..]);
+            assert_eq!(r.labels.cloned().unwrap_or_default(), a.labels);
             for b in &shapes {
                 assert_eq!(s.same_as(b), a == b, "{a:?} vs {b:?}");
             }
