@@ -374,3 +374,67 @@ fn renewals_show_in_later_reads_without_touching_earlier_ones() {
         "one view, brought up to date once"
     );
 }
+
+/// A cold load brings a peer's sightings back to back: one batch gives
+/// one `Joined` per peer carrying the whole merge (not one event per
+/// sighting, never a view still empty), numbered consecutively.
+#[tokio::test(start_paused = true)]
+async fn a_run_of_sightings_is_one_fully_merged_joined() {
+    let mut state = State::new(AddressPolicy::default());
+    for (name, prio) in [("swarm", 30), ("nats", 20), ("mdns", 10)] {
+        state.add_source(
+            Arc::from(name),
+            prio,
+            SourceClass::Primary,
+            Duration::from_secs(300),
+        );
+    }
+    let (now, wall) = (Instant::now(), SystemTime::UNIX_EPOCH);
+    let mut nats = obs(
+        "agent-1",
+        &[
+            (AgentId, "agent-1"),
+            (ContainerId, "c1c1c1c1c1c1"),
+            (AliasKind::PeerId, "12D3KooW1"),
+        ],
+    );
+    nats.meta.status = Some("idle".into());
+    for (src, o) in [
+        (
+            0,
+            obs(
+                "task-1",
+                &[
+                    (AliasKind::TaskId, "task-1"),
+                    (ContainerId, "c1c1c1c1c1c1ffff"),
+                ],
+            ),
+        ),
+        (1, nats),
+        (2, obs("12D3KooW1", &[(AliasKind::PeerId, "12D3KooW1")])),
+        (0, obs("task-2", &[(AliasKind::TaskId, "task-2")])),
+    ] {
+        state.apply(src, SourceEvent::Upsert(o), now, wall);
+    }
+    let events: Vec<RosterEvent> = state.take_events().collect();
+    let joined: Vec<(u64, &Peer)> = events
+        .iter()
+        .map(|e| match e {
+            RosterEvent::Joined { version, peer } => (*version, &**peer),
+            other => panic!("only joins expected: {other:?}"),
+        })
+        .collect();
+    assert_eq!(joined.len(), 2, "{events:#?}");
+    let (v1, first) = joined[0];
+    assert_eq!((v1, first.id.as_str()), (1, "agent-1"));
+    assert_eq!(
+        first.aliases.len(),
+        4,
+        "task, full container id, agent, peer id"
+    );
+    assert_eq!(first.status.as_deref(), Some("idle"));
+    let seen: Vec<&str> = first.sources.iter().map(|s| &*s.name).collect();
+    assert_eq!(seen, ["swarm", "nats", "mdns"]);
+    assert_eq!((joined[1].0, joined[1].1.id.as_str()), (2, "task-2"));
+    assert_eq!(state.snapshot().peers.len(), 2);
+}

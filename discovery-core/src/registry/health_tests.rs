@@ -230,3 +230,44 @@ async fn a_merge_task_panic_is_not_ready_and_ends_watchers() {
     assert!(reg.not_ready_reasons()[0].contains("merge task panicked"));
     reg.shutdown().await;
 }
+
+/// A fallback sighting makes a new peer whose view is written later
+/// (`deferred`); the same apply ends with the fallback standing down
+/// (the primaries healthy for the hold time). The peer leaves as it was
+/// merged, never as a view with nothing in it (found by the model test).
+#[test]
+fn a_fallback_standing_down_after_its_own_sighting_publishes_no_blank_view() {
+    let mut s = rig(Duration::from_secs(1));
+    let start = Instant::now();
+    let wall = SystemTime::UNIX_EPOCH;
+    s.apply(0, SourceEvent::Upsert(agent("a", "agent-1")), start, wall);
+    s.apply(1, SourceEvent::Upsert(agent("w", "walnut")), start, wall);
+    let _ = s.take_events().count();
+    // The fallback stood down with the first primary sighting (the first
+    // time is immediate); make it count again, then come back.
+    s.apply(
+        0,
+        SourceEvent::Degraded {
+            reason: "down".into(),
+        },
+        start,
+        wall,
+    );
+    s.apply(0, SourceEvent::Healthy, start, wall);
+    let _ = s.take_events().count();
+    let later = start + Duration::from_secs(2);
+    s.apply(1, SourceEvent::Upsert(agent("v", "vetch")), later, wall);
+    let events: Vec<RosterEvent> = s.take_events().collect();
+    for e in &events {
+        if let RosterEvent::Joined { peer, .. }
+        | RosterEvent::Updated { peer, .. }
+        | RosterEvent::Left { peer, .. } = e
+        {
+            assert!(!peer.sources.is_empty(), "a blank view published: {e:?}");
+        }
+    }
+    assert!(
+        s.snapshot().peers.iter().all(|p| p.id == "agent-1"),
+        "the fallback stood down: {events:#?}"
+    );
+}

@@ -3,7 +3,8 @@
 //! conflict) without a singular clash joins it: exactly what a re-partition
 //! of the component would give, without the component walk and partition.
 //! This is a cold load's common case (each of a peer's sightings arrives
-//! on its own); everything else takes `recompute`.
+//! on its own); everything else takes `recompute`. While the peer's event
+//! is the batch's newest, its view is written later, once (`deferred`).
 
 use std::sync::Arc;
 
