@@ -71,18 +71,15 @@ impl State {
         self.last_uid += 1;
         let view = Arc::new(blank_peer(self.last_uid, id));
         let slot = self.new_slot();
-        for &m in &members {
-            if let Some(e) = self.obs[m as usize].as_mut() {
-                e.set_peer(Some(slot));
-            }
-        }
-        self.id_insert(self.id_hash(&view.id), slot);
-        self.peers[slot as usize] = Some(PeerEntry {
-            members,
-            view: view.clone(),
-            isolated: true,
-            seen_stale: false,
-        });
+        self.seat(
+            slot,
+            PeerEntry {
+                members,
+                view: view.clone(),
+                isolated: true,
+                seen_stale: false,
+            },
+        );
         self.version += 1;
         self.out.push(RosterEvent::Joined {
             version: self.version,

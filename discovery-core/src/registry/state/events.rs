@@ -245,18 +245,15 @@ impl State {
                 Some(Pending::Same(v)) => (v.clone(), true),
                 None => continue, // unreachable: one change is staged per group
             };
-            for &m in &members {
-                if let Some(e) = self.obs[m as usize].as_mut() {
-                    e.set_peer(Some(slot));
-                }
-            }
-            self.id_insert(self.id_hash(&view.id), slot);
-            self.peers[slot as usize] = Some(PeerEntry {
-                members,
-                view,
-                isolated,
-                seen_stale,
-            });
+            self.seat(
+                slot,
+                PeerEntry {
+                    members,
+                    view,
+                    isolated,
+                    seen_stale,
+                },
+            );
         }
         for p in old_peers {
             if claimed.contains(&p) {
@@ -300,6 +297,18 @@ impl State {
 }
 
 impl State {
+    /// Files `entry` in peer slot `slot`: its sightings point at it and
+    /// its display id finds it.
+    pub(super) fn seat(&mut self, slot: PeerIdx, entry: PeerEntry) {
+        for &m in &entry.members {
+            if let Some(e) = self.obs[m as usize].as_mut() {
+                e.set_peer(Some(slot));
+            }
+        }
+        self.id_insert(self.id_hash(&entry.view.id), slot);
+        self.peers[slot as usize] = Some(entry);
+    }
+
     /// A free peer slot.
     pub(super) fn new_slot(&mut self) -> PeerIdx {
         match self.free_peers.pop() {
