@@ -411,12 +411,30 @@ fn signed_announcements_keep_unsigned_and_rogue_agents_out() {
         Proc::spawn(cmd)
     };
     let want: Vec<String> = vec!["agent-1".into(), "agent-2".into()];
+    // Each flavour's record arrives on its own (the two can be a few hundred
+    // ms apart): wait for both of each agent, not for the first of each.
+    let both_flavours = |roster: &serde_json::Value| {
+        roster["peers"].as_array().is_some_and(|peers| {
+            peers.iter().all(|p| {
+                let names: Vec<&str> = p["sources"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|s| s["name"].as_str())
+                    .collect();
+                names.contains(&"lan") && names.contains(&"sd")
+            })
+        })
+    };
     let deadline = Instant::now() + Duration::from_secs(20);
-    while daemon_ids(disc).as_deref() != Some(&want[..]) {
+    while daemon_ids(disc).as_deref() != Some(&want[..])
+        || !support::daemon_roster_in(disc).is_some_and(|r| both_flavours(&r))
+    {
         assert!(
             Instant::now() < deadline,
-            "the require_signed daemon saw {:?}",
-            daemon_ids(disc)
+            "the require_signed daemon saw {:?}: {:#?}",
+            daemon_ids(disc),
+            support::daemon_roster_in(disc)
         );
         std::thread::sleep(Duration::from_millis(200));
     }
