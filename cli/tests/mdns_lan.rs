@@ -380,6 +380,16 @@ fn peer_id_in(roster: &serde_json::Value, id: &str) -> Option<String> {
         .map(str::to_owned)
 }
 
+/// The names of the sources that see a peer of a roster JSON.
+fn source_names(peer: &serde_json::Value) -> Vec<&str> {
+    peer["sources"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|s| s["name"].as_str())
+        .collect()
+}
+
 #[test]
 fn signed_announcements_keep_unsigned_and_rogue_agents_out() {
     if netns::skip("mdns signed netns LAN test") {
@@ -416,12 +426,7 @@ fn signed_announcements_keep_unsigned_and_rogue_agents_out() {
     let both_flavours = |roster: &serde_json::Value| {
         roster["peers"].as_array().is_some_and(|peers| {
             peers.iter().all(|p| {
-                let names: Vec<&str> = p["sources"]
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .filter_map(|s| s["name"].as_str())
-                    .collect();
+                let names = source_names(p);
                 names.contains(&"lan") && names.contains(&"sd")
             })
         })
@@ -440,12 +445,7 @@ fn signed_announcements_keep_unsigned_and_rogue_agents_out() {
     }
     let roster = support::daemon_roster_in(disc).unwrap();
     for p in roster["peers"].as_array().unwrap() {
-        let sources: Vec<&str> = p["sources"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter_map(|s| s["name"].as_str())
-            .collect();
+        let sources = source_names(p);
         assert!(
             sources.contains(&"lan") && sources.contains(&"sd"),
             "both flavours' signed records, one peer: {p:#}"
