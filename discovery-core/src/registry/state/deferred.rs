@@ -13,10 +13,9 @@
 
 use std::sync::Arc;
 
-use super::events::take_back;
+use super::events::{newest_carries, take_back};
 use super::merge_view::Merged;
 use super::{PeerIdx, State};
-use crate::roster::RosterEvent;
 
 impl State {
     /// Writes the lagging view, if one lags, into the batch's newest event.
@@ -55,11 +54,6 @@ impl State {
         let Some(pe) = self.peers[p as usize].as_ref() else {
             return false;
         };
-        self.unwritten.is_none()
-            && matches!(
-                self.out.last(),
-                Some(RosterEvent::Joined { peer, .. } | RosterEvent::Updated { peer, .. })
-                    if Arc::ptr_eq(peer, &pe.view)
-            )
+        self.unwritten.is_none() && newest_carries(&self.out, &pe.view)
     }
 }

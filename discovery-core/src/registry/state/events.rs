@@ -29,13 +29,20 @@ pub(super) struct Earlier {
     renamed_from: Option<String>,
 }
 
+/// Whether the batch's newest event is a `Joined` or `Updated` carrying `view`.
+pub(super) fn newest_carries(out: &[RosterEvent], view: &Arc<Peer>) -> bool {
+    matches!(
+        out.last(),
+        Some(RosterEvent::Joined { peer, .. } | RosterEvent::Updated { peer, .. })
+            if Arc::ptr_eq(peer, view)
+    )
+}
+
 /// Takes back the newest event of the batch if it carries `view` (the
 /// caller folds its change into it); `None` otherwise.
 pub(super) fn take_back(out: &mut Vec<RosterEvent>, view: &Arc<Peer>) -> Option<Earlier> {
-    match out.last() {
-        Some(RosterEvent::Joined { peer, .. } | RosterEvent::Updated { peer, .. })
-            if Arc::ptr_eq(peer, view) => {}
-        _ => return None,
+    if !newest_carries(out, view) {
+        return None;
     }
     match out.pop()? {
         RosterEvent::Joined { version, .. } => Some(Earlier {
