@@ -98,11 +98,17 @@ impl Alias {
     /// The value compared when matching: container ids by their short form
     /// (Docker uses it as the hostname), everything trimmed.
     pub fn match_value(&self) -> &str {
-        let v = trim(&self.value);
-        match self.kind {
-            AliasKind::ContainerId if v.len() > 12 && v.is_char_boundary(12) => &v[..12],
-            _ => v,
-        }
+        match_value(self.kind, &self.value)
+    }
+}
+
+/// `Alias::match_value` of a kind and value.
+#[inline]
+pub(crate) fn match_value(kind: AliasKind, value: &str) -> &str {
+    let v = trim(value);
+    match kind {
+        AliasKind::ContainerId if v.len() > 12 && v.is_char_boundary(12) => &v[..12],
+        _ => v,
     }
 }
 

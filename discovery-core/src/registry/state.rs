@@ -12,12 +12,14 @@ mod events; // joined/updated/left, consecutive versions, replay == snapshot
 mod expiry_queue; // when observations expire: a heap with lazy removal
 mod fallback; // fallback sources count while every primary is down (hysteresis)
 mod health; // degraded keeps the last good set; readiness; the cache stand-in
+mod idents; // a sighting's key and aliases, their text in one allocation
 mod ids; // display id and the stable uid
 mod ingest; // upsert/remove, size limits, the renewal fast path
 #[cfg(test)]
 mod invariants; // test-only checks of the internals
 mod keys; // a key is unique within its source
 mod merge_view; // highest priority wins a field; union of aliases, labels, addrs
+mod obs_table; // the sightings by slot, in chunks (no doubling slack)
 mod partition; // shared strong alias = one peer, unless singular kinds clash
 mod seen; // when sources last saw a peer: renewals mark, reads bring views up to date
 mod sources; // source slots, retirement on reload, status report
@@ -94,10 +96,10 @@ struct SourceMeta {
 #[derive(Debug)]
 struct ObsEntry {
     source: SourceIdx,
-    key: Box<str>,
+    /// Its key and aliases.
+    ids: idents::Idents,
     /// The key's second hash: a lookup compares it instead of the text.
     key_check: u64,
-    aliases: Box<[Alias]>,
     addrs: Box<[RankedAddr]>,
     /// Only the fields it sets (no allocation when none).
     meta: stored_meta::StoredMeta,
@@ -166,7 +168,7 @@ fn kind_index(k: AliasKind) -> usize {
 pub(crate) struct State {
     policy: AddressPolicy,
     sources: Vec<SourceMeta>,
-    obs: Vec<Option<ObsEntry>>,
+    obs: obs_table::ObsTable,
     free_obs: Vec<ObsIdx>,
     /// Strong alias (by kind, keyed by the hash of its match value) to the
     /// observations claiming it. A hash collision only widens a component;
@@ -222,7 +224,7 @@ impl State {
         State {
             policy,
             sources: Vec::new(),
-            obs: Vec::new(),
+            obs: Default::default(),
             free_obs: Vec::new(),
             alias_index: Default::default(),
             hasher: ahash::RandomState::new(),
@@ -312,7 +314,7 @@ impl State {
                 let gone: Vec<ObsIdx> = self.sources[src as usize]
                     .keys
                     .values()
-                    .filter(|&i| self.entry(i).is_some_and(|e| !keep.contains(&*e.key)))
+                    .filter(|&i| self.entry(i).is_some_and(|e| !keep.contains(e.ids.key())))
                     .collect();
                 for idx in gone {
                     self.remove_obs(idx);
@@ -344,7 +346,7 @@ impl State {
     }
 
     fn entry(&self, idx: ObsIdx) -> Option<&ObsEntry> {
-        self.obs.get(idx as usize).and_then(|o| o.as_ref())
+        self.obs.get(idx)
     }
 
     pub(crate) fn snapshot(&mut self) -> Roster {

@@ -23,7 +23,7 @@ impl State {
         same_as: Option<ObsIdx>,
     ) -> Option<Box<[RankedAddr]>> {
         let stored: Option<&[RankedAddr]> = same_as
-            .and_then(|i| self.obs.get(i as usize)?.as_ref())
+            .and_then(|i| self.obs.get(i))
             .map(|e| &*e.addrs);
         // While `kept` is empty, the first `matched` kept addresses are `stored`'s.
         let mut kept: Vec<RankedAddr> = Vec::new();

@@ -19,13 +19,13 @@ impl State {
     /// caller need not hash them again.
     pub(super) fn index_hashed(&mut self, idx: ObsIdx) -> AliasHashes {
         let mut filed = AliasHashes::new();
-        let Some(e) = self.obs[idx as usize].as_ref() else {
+        let Some(e) = self.obs.get(idx) else {
             return filed;
         };
         if !e.active {
             return filed;
         }
-        for (i, a) in e.aliases.iter().enumerate() {
+        for (i, a) in e.ids.aliases().enumerate() {
             if a.kind.is_strong() {
                 let h = self.hasher.hash_one(a.match_value());
                 filed.push((i as u32, h));
@@ -36,10 +36,10 @@ impl State {
     }
 
     pub(super) fn unindex(&mut self, idx: ObsIdx) {
-        let Some(e) = self.obs[idx as usize].as_ref() else {
+        let Some(e) = self.obs.get(idx) else {
             return;
         };
-        for a in e.aliases.iter() {
+        for a in e.ids.aliases() {
             if !a.kind.is_strong() {
                 continue;
             }
@@ -55,7 +55,7 @@ impl State {
     pub(super) fn alias_neighbours(&self, idx: ObsIdx) -> Vec<ObsIdx> {
         let mut out = Vec::new();
         if let Some(e) = self.entry(idx) {
-            for a in e.aliases.iter().filter(|a| a.kind.is_strong()) {
+            for a in e.ids.aliases().filter(|a| a.kind.is_strong()) {
                 let h = self.hasher.hash_one(a.match_value());
                 out.extend(
                     self.alias_index[kind_index(a.kind)]

@@ -120,7 +120,7 @@ impl State {
             None
         };
         drop(merged); // its borrows of the observations end here
-        if let Some(e) = self.obs[idx as usize].as_mut() {
+        if let Some(e) = self.obs.get_mut(idx) {
             e.set_peer(Some(p));
         }
         let Some((view, was, earlier)) = change else {
@@ -145,7 +145,7 @@ impl State {
                 .is_some_and(|pe| pe.view.id != *id)
                 .then(|| id.into_owned())
         };
-        if let Some(e) = self.obs[idx as usize].as_mut() {
+        if let Some(e) = self.obs.get_mut(idx) {
             e.set_peer(Some(p));
         }
         let Some(pe) = self.peers[p as usize].as_mut() else {
@@ -171,7 +171,7 @@ impl State {
         let e = self.entry(idx)?;
         let mut target: Option<PeerIdx> = None;
         for &(at, h) in hashes {
-            let a = e.aliases.get(at as usize)?;
+            let a = e.ids.alias(at as usize)?;
             let value = a.match_value();
             for other in self.alias_index[kind_index(a.kind)]
                 .get(h)
@@ -184,8 +184,8 @@ impl State {
                 }
                 // Linked by the hash alone: the partition compares values.
                 if !o
-                    .aliases
-                    .iter()
+                    .ids
+                    .aliases()
                     .any(|b| b.kind == a.kind && b.match_value() == value)
                 {
                     return None;
@@ -202,9 +202,9 @@ impl State {
         }
         let mut peer_values: [Option<&str>; 5] = Default::default();
         for &m in &pe.members {
-            merge_singular(&mut peer_values, &singular_values(&self.entry(m)?.aliases));
+            merge_singular(&mut peer_values, &singular_values(self.entry(m)?.ids.aliases()));
         }
-        match clash(&peer_values, &singular_values(&e.aliases)) {
+        match clash(&peer_values, &singular_values(e.ids.aliases())) {
             None => Some(Placement::Joins(p)),
             Some(_) => None,
         }

@@ -38,7 +38,7 @@ impl State {
         }
         let mut comp: SmallVec<[ObsIdx; 8]> = SmallVec::new();
         while let Some(o) = stack.pop() {
-            let Some(e) = self.obs.get(o as usize).and_then(|x| x.as_ref()) else {
+            let Some(e) = self.obs.get(o) else {
                 continue;
             };
             if !e.active || self.visit_stamp[o as usize] == gen {
@@ -54,7 +54,7 @@ impl State {
                     }
                 }
             }
-            for a in e.aliases.iter().filter(|a| a.kind.is_strong()) {
+            for a in e.ids.aliases().filter(|a| a.kind.is_strong()) {
                 let h = self.hasher.hash_one(a.match_value());
                 stack.extend(
                     self.alias_index[kind_index(a.kind)]
@@ -76,7 +76,7 @@ impl State {
             (
                 -i64::from(self.sources[e.source as usize].priority),
                 e.source,
-                &*e.key,
+                e.ids.key(),
             )
         })
     }

@@ -308,7 +308,7 @@ impl State {
     /// its display id finds it.
     pub(super) fn seat(&mut self, slot: PeerIdx, entry: PeerEntry) {
         for &m in &entry.members {
-            if let Some(e) = self.obs[m as usize].as_mut() {
+            if let Some(e) = self.obs.get_mut(m) {
                 e.set_peer(Some(slot));
             }
         }

@@ -53,7 +53,7 @@ impl State {
             .collect();
         if want {
             for &i in &fallback {
-                if let Some(e) = self.obs[i as usize].as_mut() {
+                if let Some(e) = self.obs.get_mut(i) {
                     e.active = true;
                 }
                 self.index(i);
@@ -65,7 +65,7 @@ impl State {
             for &i in &fallback {
                 seeds.extend(self.alias_neighbours(i));
                 self.unindex(i);
-                if let Some(e) = self.obs[i as usize].as_mut() {
+                if let Some(e) = self.obs.get_mut(i) {
                     e.active = false;
                     if let Some(p) = e.take_peer() {
                         old_peers.push(p);

@@ -3,7 +3,8 @@
 
 use std::borrow::Cow;
 
-use super::{Alias, AliasKind, ObsIdx, PeerIdx, State};
+use super::idents::AliasRef;
+use super::{AliasKind, ObsIdx, PeerIdx, State};
 
 /// Display id to peer, by the hash of the id: no copy of the id text is
 /// kept (it lives once, in the view); a collision only costs a comparison.
@@ -39,7 +40,7 @@ impl State {
     /// An id held by `own` counts as free (the peer keeps it).
     pub(super) fn unique_id<'a>(
         &self,
-        aliases: &[&'a Alias],
+        aliases: &[AliasRef<'a>],
         members: &[ObsIdx],
         own: Option<PeerIdx>,
     ) -> Cow<'a, str> {
@@ -51,7 +52,7 @@ impl State {
             let v = if a.kind == AliasKind::ContainerId {
                 a.match_value()
             } else {
-                a.value.as_str()
+                a.value
             };
             if free(v) {
                 return Cow::Borrowed(v);
@@ -60,7 +61,7 @@ impl State {
         let base = members
             .first()
             .and_then(|&m| self.entry(m))
-            .map(|e| format!("{}/{}", self.sources[e.source as usize].name, e.key))
+            .map(|e| format!("{}/{}", self.sources[e.source as usize].name, e.ids.key()))
             .unwrap_or_else(|| "peer".to_owned());
         if free(&base) {
             return Cow::Owned(base);

@@ -5,14 +5,15 @@ use std::time::SystemTime;
 
 use tokio::time::Instant;
 
+use super::idents::{Idents, MAX_ALIAS_LEN, MAX_KEY_LEN};
 use super::stored_meta::StoredMeta;
-use super::{Alias, Metadata, ObsEntry, ObsIdx, SourceClass, State, Tick};
+use super::{Metadata, ObsEntry, ObsIdx, SourceClass, State, Tick};
 use crate::model::Observation;
 use crate::source::SourceIdx;
 
 /// Most addresses kept per observation.
 const MAX_ADDRS: usize = 64;
-/// Most aliases kept per observation.
+/// Most aliases kept per observation (`Idents` relies on it).
 const MAX_ALIASES: usize = 32;
 
 impl State {
@@ -24,10 +25,18 @@ impl State {
         wall: SystemTime,
     ) {
         // A misbehaving source cannot make one peer arbitrarily large.
-        if o.addrs.len() > MAX_ADDRS || o.aliases.len() > MAX_ALIASES {
+        if o.key.len() > MAX_KEY_LEN {
+            metrics::counter!("rollcall_observation_fields_dropped_total").increment(1);
+            tracing::warn!(source = %self.sources[src as usize].name, key_len = o.key.len(), "observation key over {MAX_KEY_LEN} bytes; observation dropped");
+            return;
+        }
+        let overlong = o.aliases.iter().filter(|a| a.value.len() > MAX_ALIAS_LEN).count();
+        if o.addrs.len() > MAX_ADDRS || o.aliases.len() > MAX_ALIASES || overlong > 0 {
             let dropped = o.addrs.len().saturating_sub(MAX_ADDRS)
-                + o.aliases.len().saturating_sub(MAX_ALIASES);
+                + o.aliases.len().saturating_sub(MAX_ALIASES)
+                + overlong;
             o.addrs.truncate(MAX_ADDRS);
+            // Overlong values are left out when stored (`Idents`).
             o.aliases.truncate(MAX_ALIASES);
             metrics::counter!("rollcall_observation_fields_dropped_total")
                 .increment(dropped as u64);
@@ -68,10 +77,10 @@ impl State {
             // alone, so at most the view is rebuilt (and nothing is copied).
             let same_aliases = self
                 .entry(idx)
-                .is_some_and(|e| same_clean_aliases(&e.aliases, &o.aliases));
+                .is_some_and(|e| e.ids.same_aliases_as(&o.aliases));
             if same_aliases {
                 self.set_expiry(idx, o.ttl.map(|t| now.after(t)));
-                let Some(e) = self.obs[idx as usize].as_mut() else {
+                let Some(e) = self.obs.get_mut(idx) else {
                     return;
                 };
                 e.ident_hash = ident_hash;
@@ -83,7 +92,6 @@ impl State {
                 return;
             }
         }
-        let aliases = clean_aliases(o.aliases);
         let class = self.sources[src as usize].class;
         let active = class != SourceClass::Fallback || self.fallback_active;
         let meta = StoredMeta::new(o.meta);
@@ -95,8 +103,8 @@ impl State {
             let mut seeds = self.alias_neighbours(idx);
             let old_peer = self.entry(idx).and_then(|e| e.peer());
             self.unindex(idx);
-            if let Some(e) = self.obs[idx as usize].as_mut() {
-                e.aliases = aliases;
+            if let Some(e) = self.obs.get_mut(idx) {
+                e.ids = e.ids.with_aliases(&o.aliases);
                 if let Some(addrs) = addrs {
                     e.addrs = addrs;
                 }
@@ -115,8 +123,7 @@ impl State {
         let entry = ObsEntry {
             source: src,
             key_check: key_hashes.1,
-            key: o.key.into_boxed_str(),
-            aliases,
+            ids: Idents::new(&o.key, &o.aliases),
             addrs: addrs.unwrap_or_default(),
             meta,
             expiry: None,
@@ -130,13 +137,12 @@ impl State {
         };
         let idx = match self.free_obs.pop() {
             Some(i) => {
-                self.obs[i as usize] = Some(entry);
+                if let Some(slot) = self.obs.slot(i) {
+                    *slot = Some(entry);
+                }
                 i
             }
-            None => {
-                self.obs.push(Some(entry));
-                (self.obs.len() - 1) as ObsIdx
-            }
+            None => self.obs.push(entry),
         };
         self.sources[src as usize].keys.insert(key_hashes.0, idx);
         self.set_expiry(idx, o.ttl.map(|t| now.after(t)));
@@ -158,7 +164,7 @@ impl State {
         now: Tick,
         wall: SystemTime,
     ) {
-        let Some(e) = self.obs[idx as usize].as_mut() else {
+        let Some(e) = self.obs.get_mut(idx) else {
             return;
         };
         e.meta_hash = meta_hash;
@@ -181,7 +187,7 @@ impl State {
     /// A renewal: last_seen refreshed, the peer marked (its view is
     /// brought up to date when read), no event, no re-merge.
     pub(super) fn renew(&mut self, idx: ObsIdx, now: Tick, wall: SystemTime) {
-        let peer = match self.obs[idx as usize].as_mut() {
+        let peer = match self.obs.get_mut(idx) {
             Some(e) => {
                 e.set_last_seen(wall);
                 e.seen_at = now;
@@ -199,10 +205,10 @@ impl State {
         let seeds = self.alias_neighbours(idx);
         self.unindex(idx);
         self.set_expiry(idx, None);
-        let Some(e) = self.obs.get_mut(idx as usize).and_then(|o| o.take()) else {
+        let Some(e) = self.obs.slot(idx).and_then(|o| o.take()) else {
             return;
         };
-        let h = self.hasher.hash_one(&*e.key);
+        let h = self.hasher.hash_one(e.ids.key());
         self.sources[e.source as usize].keys.remove(h, idx);
         self.free_obs.push(idx);
         if let Some(p) = e.peer() {
@@ -214,29 +220,4 @@ impl State {
             self.recompute(&seeds, &[]);
         }
     }
-}
-
-/// The aliases as kept: blank ones and repeats dropped, in the source's
-/// order (in place: the source's vector becomes the stored slice).
-fn clean_aliases(mut input: Vec<Alias>) -> Box<[Alias]> {
-    let mut kept = 0;
-    for i in 0..input.len() {
-        let a = &input[i];
-        if !crate::model::trim(&a.value).is_empty() && !input[..kept].contains(a) {
-            input.swap(kept, i);
-            kept += 1;
-        }
-    }
-    input.truncate(kept);
-    input.into_boxed_slice()
-}
-
-/// Whether `clean_aliases(input)` would equal `stored`, without building it.
-fn same_clean_aliases(stored: &[Alias], input: &[Alias]) -> bool {
-    let mut kept = input
-        .iter()
-        .enumerate()
-        .filter(|&(i, a)| !crate::model::trim(&a.value).is_empty() && !input[..i].contains(a))
-        .map(|(_, a)| a);
-    stored.iter().all(|s| kept.next() == Some(s)) && kept.next().is_none()
 }

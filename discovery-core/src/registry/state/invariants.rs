@@ -69,8 +69,7 @@ impl State {
         }
         // Each observation with a TTL is queued, no later than it expires.
         let entries: std::collections::HashSet<_> = self.expiry.entries().collect();
-        for (i, e) in self.obs.iter().enumerate() {
-            let Some(e) = e else { continue };
+        for (i, e) in self.obs.iter() {
             assert_eq!(
                 e.expiry.is_some(),
                 e.queued.is_some(),
@@ -78,14 +77,13 @@ impl State {
             );
             if let (Some(x), Some(q)) = (e.expiry, e.queued) {
                 assert!(q <= x, "queued after its expiry");
-                assert!(entries.contains(&(q, i as u32)), "in the queue");
+                assert!(entries.contains(&(q, i)), "in the queue");
             }
         }
         let queued = self
             .obs
             .iter()
-            .flatten()
-            .filter(|e| e.queued.is_some())
+            .filter(|(_, e)| e.queued.is_some())
             .count();
         assert_eq!(self.expiry.live(), queued, "live entries counted");
         assert!(
@@ -93,7 +91,7 @@ impl State {
             "stale entries bounded: {} for {queued} live",
             self.expiry.len()
         );
-        let active = self.obs.iter().flatten().filter(|e| e.active).count();
+        let active = self.obs.iter().filter(|(_, e)| e.active).count();
         assert_eq!(seen.len(), active, "every active observation is in a peer");
         assert_eq!(self.peer_count(), self.peers.iter().flatten().count());
     }

@@ -12,13 +12,15 @@ use std::time::SystemTime;
 use smallvec::SmallVec;
 
 use super::addrs::RankedAddr;
-use super::{kind_index, Alias, ObsEntry, ObsIdx, Peer, SourceMeta};
+use super::idents::AliasRef;
+use super::obs_table::ObsTable;
+use super::{kind_index, ObsEntry, ObsIdx, Peer, SourceMeta};
 use crate::roster::PeerSource;
 
 /// A peer's merged fields, borrowed from its observations.
 pub(super) struct Merged<'a> {
     /// Deduplicated by match value (the longest spelling kept), by kind.
-    pub(super) aliases: SmallVec<[&'a Alias; 8]>,
+    pub(super) aliases: SmallVec<[AliasRef<'a>; 8]>,
     name: Option<&'a String>,
     status: Option<&'a String>,
     version: Option<&'a String>,
@@ -36,7 +38,7 @@ pub(super) struct Merged<'a> {
 impl<'a> Merged<'a> {
     /// The merge of `members`, highest priority first.
     pub(super) fn of(
-        obs: &'a [Option<ObsEntry>],
+        obs: &'a ObsTable,
         sources: &'a [SourceMeta],
         members: &[ObsIdx],
     ) -> Self {
@@ -46,7 +48,7 @@ impl<'a> Merged<'a> {
     /// The merge of everything but aliases and addresses (left empty), for a
     /// change that touched only metadata: `diff` then compares just that.
     pub(super) fn of_meta(
-        obs: &'a [Option<ObsEntry>],
+        obs: &'a ObsTable,
         sources: &'a [SourceMeta],
         members: &[ObsIdx],
     ) -> Self {
@@ -54,7 +56,7 @@ impl<'a> Merged<'a> {
     }
 
     fn collect(
-        obs: &'a [Option<ObsEntry>],
+        obs: &'a ObsTable,
         sources: &'a [SourceMeta],
         members: &[ObsIdx],
         identity: bool,
@@ -72,7 +74,7 @@ impl<'a> Merged<'a> {
         };
         for e in members
             .iter()
-            .filter_map(|&i| obs.get(i as usize)?.as_ref())
+            .filter_map(|&i| obs.get(i))
         {
             if identity {
                 add_aliases(&mut m.aliases, e);
@@ -140,12 +142,13 @@ impl<'a> Merged<'a> {
             rewrite(
                 &mut p.aliases,
                 &self.aliases,
-                |to, from| to == *from,
+                |to, from| from.is(to),
                 |to, from| {
                     to.kind = from.kind;
-                    to.value.clone_from(&from.value);
+                    to.value.clear();
+                    to.value.push_str(from.value);
                 },
-                |from| (*from).clone(),
+                |from| from.to_alias(),
             );
         }
         if diff.name {
@@ -211,7 +214,7 @@ impl<'a> Merged<'a> {
 
     fn aliases_equal(&self, p: &Peer) -> bool {
         p.aliases.len() == self.aliases.len()
-            && p.aliases.iter().zip(&self.aliases).all(|(a, b)| a == *b)
+            && p.aliases.iter().zip(&self.aliases).all(|(a, b)| b.is(a))
     }
 
     fn labels_equal(&self, p: &Peer) -> bool {
@@ -239,14 +242,14 @@ impl<'a> Merged<'a> {
 /// Each source seeing `members`, in their order, with its latest sighting
 /// (nanoseconds since the epoch).
 pub(super) fn seen_by_source<'a>(
-    obs: &'a [Option<ObsEntry>],
+    obs: &'a ObsTable,
     sources: &'a [SourceMeta],
     members: &[ObsIdx],
 ) -> SmallVec<[(&'a Arc<str>, u64); 4]> {
     let mut seen: SmallVec<[(&Arc<str>, u64); 4]> = SmallVec::new();
     for e in members
         .iter()
-        .filter_map(|&i| obs.get(i as usize)?.as_ref())
+        .filter_map(|&i| obs.get(i))
     {
         note_seen(&mut seen, &sources[e.source as usize].name, e.last_seen_ns);
     }
@@ -309,13 +312,13 @@ impl Diff {
 /// The merged aliases of `members` (highest priority first), as `Merged`
 /// has them: all a display id needs, without merging anything else.
 pub(super) fn merged_aliases<'a>(
-    obs: &'a [Option<ObsEntry>],
+    obs: &'a ObsTable,
     members: &[ObsIdx],
-) -> SmallVec<[&'a Alias; 8]> {
+) -> SmallVec<[AliasRef<'a>; 8]> {
     let mut aliases = SmallVec::new();
     for e in members
         .iter()
-        .filter_map(|&i| obs.get(i as usize)?.as_ref())
+        .filter_map(|&i| obs.get(i))
     {
         add_aliases(&mut aliases, e);
     }
@@ -324,8 +327,8 @@ pub(super) fn merged_aliases<'a>(
 }
 
 /// Adds `e`'s aliases, one per kind and match value.
-fn add_aliases<'a>(aliases: &mut SmallVec<[&'a Alias; 8]>, e: &'a ObsEntry) {
-    for a in e.aliases.iter() {
+fn add_aliases<'a>(aliases: &mut SmallVec<[AliasRef<'a>; 8]>, e: &'a ObsEntry) {
+    for a in e.ids.aliases() {
         let value = a.match_value();
         match aliases
             .iter_mut()

@@ -4,6 +4,7 @@
 
 use smallvec::SmallVec;
 
+use super::idents::AliasRef;
 use super::{kind_index, Alias, AliasKind, HashMap, Members, ObsIdx, State};
 
 /// One group being formed during a partition.
@@ -35,10 +36,10 @@ impl State {
         for (pos, &o) in comp.iter().enumerate() {
             let pos = pos as ObsIdx;
             let Some(e) = self.entry(o) else { continue };
-            let singular = singular_values(&e.aliases);
+            let singular = singular_values(e.ids.aliases());
             let mut target: Option<usize> = None;
             let mut seen: SmallVec<[usize; 4]> = SmallVec::new();
-            for a in e.aliases.iter().filter(|a| a.kind.is_strong()) {
+            for a in e.ids.aliases().filter(|a| a.kind.is_strong()) {
                 let Some(g) = by_alias.get((a.kind, a.match_value())) else {
                     continue;
                 };
@@ -55,7 +56,7 @@ impl State {
                             target = Some(g);
                         }
                         Some(k) => conflicts.push(FoundConflict {
-                            shared: a.clone(),
+                            shared: a.to_alias(),
                             disputed: AliasKind::ALL[k],
                             a: comp[groups[g].members[0] as usize],
                             b: o,
@@ -72,7 +73,7 @@ impl State {
                             groups[g].merged_into = Some(t);
                         }
                         Some(k) => conflicts.push(FoundConflict {
-                            shared: a.clone(),
+                            shared: a.to_alias(),
                             disputed: AliasKind::ALL[k],
                             a: comp[groups[g].members[0] as usize],
                             b: o,
@@ -91,7 +92,7 @@ impl State {
                     groups.len() - 1
                 }
             };
-            for a in e.aliases.iter().filter(|a| a.kind.is_strong()) {
+            for a in e.ids.aliases().filter(|a| a.kind.is_strong()) {
                 by_alias.insert_if_absent((a.kind, a.match_value()), t);
             }
         }
@@ -131,7 +132,7 @@ fn merge_sorted(a: &[ObsIdx], b: &[ObsIdx]) -> Members {
 
 /// An observation's value of each singular kind (its first, by `AliasKind::ALL`):
 /// what must agree within one peer.
-pub(super) fn singular_values(aliases: &[Alias]) -> [Option<&str>; 5] {
+pub(super) fn singular_values<'a>(aliases: impl Iterator<Item = AliasRef<'a>>) -> [Option<&'a str>; 5] {
     let mut singular: [Option<&str>; 5] = Default::default();
     for a in aliases {
         let k = kind_index(a.kind);

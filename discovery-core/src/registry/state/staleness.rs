@@ -3,7 +3,8 @@
 
 use tokio::time::Instant;
 
-use super::{Health, ObsEntry, ObsIdx, SourceClass, State, Tick};
+use super::obs_table::ObsTable;
+use super::{Health, ObsIdx, SourceClass, State, Tick};
 
 impl State {
     /// The earliest moment `advance` has work to do.
@@ -23,7 +24,7 @@ impl State {
         self.settle();
         let now_tick = self.clock.tick(now);
         while let Some((t, idx)) = self.expiry.pop_due(now_tick) {
-            let Some(Some(e)) = self.obs.get_mut(idx as usize) else {
+            let Some(e) = self.obs.get_mut(idx) else {
                 continue;
             };
             if e.queued != Some(t) {
@@ -77,7 +78,7 @@ impl State {
     }
 
     pub(super) fn set_expiry(&mut self, idx: ObsIdx, at: Option<Tick>) {
-        let Some(e) = self.obs.get_mut(idx as usize).and_then(|o| o.as_mut()) else {
+        let Some(e) = self.obs.get_mut(idx) else {
             return;
         };
         e.expiry = at;
@@ -90,7 +91,7 @@ impl State {
             self.expiry.unfile(|| filed(obs));
         }
         if let Some(at) = at {
-            if let Some(e) = self.obs[idx as usize].as_mut() {
+            if let Some(e) = self.obs.get_mut(idx) {
                 e.queued = Some(at);
             }
             self.expiry.file(at, idx);
@@ -99,9 +100,6 @@ impl State {
 }
 
 /// Every observation's place in the expiry queue.
-fn filed(obs: &[Option<ObsEntry>]) -> Vec<(Tick, ObsIdx)> {
-    obs.iter()
-        .enumerate()
-        .filter_map(|(i, e)| Some((e.as_ref()?.queued?, i as ObsIdx)))
-        .collect()
+fn filed(obs: &ObsTable) -> Vec<(Tick, ObsIdx)> {
+    obs.iter().filter_map(|(i, e)| Some((e.queued?, i))).collect()
 }
