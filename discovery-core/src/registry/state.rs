@@ -12,7 +12,6 @@ mod events; // joined/updated/left, consecutive versions, replay == snapshot
 mod expiry_queue; // when observations expire: a heap with lazy removal
 mod fallback; // fallback sources count while every primary is down (hysteresis)
 mod health; // degraded keeps the last good set; readiness; the cache stand-in
-mod idents; // a sighting's key and aliases, their text in one allocation
 mod ids; // display id and the stable uid
 mod ingest; // upsert/remove, size limits, the renewal fast path
 #[cfg(test)]
@@ -22,6 +21,7 @@ mod merge_view; // highest priority wins a field; union of aliases, labels, addr
 mod obs_table; // the sightings by slot, in chunks (no doubling slack)
 mod partition; // shared strong alias = one peer, unless singular kinds clash
 mod seen; // when sources last saw a peer: renewals mark, reads bring views up to date
+mod sighting_text; // a sighting's key, aliases and addresses in one allocation
 mod sources; // source slots, retirement on reload, status report
 mod staleness; // TTL expiry and the maximum staleness of a degraded source
 mod stored_meta; // a sighting's metadata: only the fields it sets
@@ -45,7 +45,6 @@ use crate::roster::{Conflict, Peer, Roster, RosterEvent};
 use crate::source::{SourceEvent, SourceIdx};
 use crate::status::Health;
 
-use addrs::RankedAddr;
 use keys::KeyIndex;
 use ticks::{Clock, Tick};
 
@@ -96,11 +95,10 @@ struct SourceMeta {
 #[derive(Debug)]
 struct ObsEntry {
     source: SourceIdx,
-    /// Its key and aliases.
-    ids: idents::Idents,
+    /// Its key, aliases and addresses.
+    text: sighting_text::SightingText,
     /// The key's second hash: a lookup compares it instead of the text.
     key_check: u64,
-    addrs: Box<[RankedAddr]>,
     /// Only the fields it sets (no allocation when none).
     meta: stored_meta::StoredMeta,
     expiry: Option<Tick>,
@@ -158,6 +156,9 @@ struct PeerEntry {
     isolated: bool,
     /// A renewal since the view's times were written (`seen`).
     seen_stale: bool,
+    /// The kind rank of its merge's first alias when that alias is its
+    /// display id, else `ids::NOT_FIRST` (`ids::may_rename`).
+    id_rank: u8,
 }
 
 fn kind_index(k: AliasKind) -> usize {
@@ -200,8 +201,8 @@ pub(crate) struct State {
     /// the newest of `out`.
     unwritten: Option<PeerIdx>,
     dropped_addrs: u64,
-    /// Reused buffer for an address's text while it is compared.
-    addr_text: String,
+    /// Reused buffer for the addresses of an observation being stored.
+    kept_addrs: sighting_text::KeptAddrs,
     /// The last uid handed out; uids are never reused.
     last_uid: u64,
     /// Aliases of observations taken out of the index since the last
@@ -245,7 +246,7 @@ impl State {
             out: Vec::new(),
             unwritten: None,
             dropped_addrs: 0,
-            addr_text: String::new(),
+            kept_addrs: Default::default(),
             last_uid: 0,
             unindexed_aliases: Vec::new(),
             #[cfg(test)]
@@ -314,7 +315,7 @@ impl State {
                 let gone: Vec<ObsIdx> = self.sources[src as usize]
                     .keys
                     .values()
-                    .filter(|&i| self.entry(i).is_some_and(|e| !keep.contains(e.ids.key())))
+                    .filter(|&i| self.entry(i).is_some_and(|e| !keep.contains(e.text.key())))
                     .collect();
                 for idx in gone {
                     self.remove_obs(idx);

@@ -4,74 +4,41 @@
 
 use multiaddr::Multiaddr;
 
+use super::sighting_text::{KeptAddrs, Refused};
 use super::{ObsIdx, State};
 use crate::addr::DropReason;
 
-/// An address kept by the policy, with its text and rank computed once.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(super) struct RankedAddr {
-    pub(super) rank: u32,
-    pub(super) text: Box<str>,
-}
-
 impl State {
     /// The addresses the policy keeps, or `None` when they are exactly those
-    /// of observation `same_as` (then nothing is allocated). Every drop is counted.
+    /// of observation `same_as`. Every drop is counted. Hand the buffer
+    /// back (`kept_addrs`) once stored: it is reused.
     pub(super) fn filter_addrs(
         &mut self,
         addrs: Vec<Multiaddr>,
         same_as: Option<ObsIdx>,
-    ) -> Option<Box<[RankedAddr]>> {
-        let stored: Option<&[RankedAddr]> = same_as
-            .and_then(|i| self.obs.get(i))
-            .map(|e| &*e.addrs);
-        // While `kept` is empty, the first `matched` kept addresses are `stored`'s.
-        let mut kept: Vec<RankedAddr> = Vec::new();
-        let mut matched = 0;
-        let mut diverged = stored.is_none();
+    ) -> Option<KeptAddrs> {
+        let mut kept = std::mem::take(&mut self.kept_addrs);
+        kept.clear();
         for a in &addrs {
-            let rank = match self.policy.judge(a) {
-                Ok(rank) => rank as u32,
-                Err(reason) => {
-                    self.dropped_addrs += 1;
-                    metrics::counter!("rollcall_addresses_dropped_total", "reason" => drop_label(reason))
-                        .increment(1);
-                    continue;
-                }
+            let refused = match self.policy.judge(a) {
+                Ok(rank) => match kept.push_with(rank, |s| crate::addr_text::write_text(s, a)) {
+                    Ok(()) | Err(Refused::Repeat) => continue,
+                    Err(Refused::TooLong) => "oversize",
+                },
+                Err(reason) => drop_label(reason),
             };
-            let text = &mut self.addr_text;
-            text.clear();
-            crate::addr_text::write_text(text, a);
-            if let (false, Some(st)) = (diverged, stored) {
-                if st[..matched].iter().any(|k| *k.text == **text) {
-                    continue; // a repeat
-                }
-                if st
-                    .get(matched)
-                    .is_some_and(|k| *k.text == **text && k.rank == rank)
-                {
-                    matched += 1;
-                    continue;
-                }
-                diverged = true;
-                kept.reserve_exact(addrs.len());
-                kept.extend_from_slice(&st[..matched]);
-            }
-            if !kept.iter().any(|k| *k.text == **text) {
-                if kept.capacity() == 0 {
-                    kept.reserve_exact(addrs.len());
-                }
-                kept.push(RankedAddr {
-                    rank,
-                    text: text.as_str().into(),
-                });
-            }
+            self.dropped_addrs += 1;
+            metrics::counter!("rollcall_addresses_dropped_total", "reason" => refused)
+                .increment(1);
         }
-        match stored {
-            Some(st) if !diverged && matched == st.len() => None,
-            Some(st) if !diverged => Some(st[..matched].into()),
-            _ => Some(kept.into_boxed_slice()),
+        let same = same_as
+            .and_then(|i| self.obs.get(i))
+            .is_some_and(|e| e.text.addrs().eq(kept.iter()));
+        if same {
+            self.kept_addrs = kept;
+            return None;
         }
+        Some(kept)
     }
 }
 

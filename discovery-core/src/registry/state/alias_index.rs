@@ -25,7 +25,7 @@ impl State {
         if !e.active {
             return filed;
         }
-        for (i, a) in e.ids.aliases().enumerate() {
+        for (i, a) in e.text.aliases().enumerate() {
             if a.kind.is_strong() {
                 let h = self.hasher.hash_one(a.match_value());
                 filed.push((i as u32, h));
@@ -39,7 +39,7 @@ impl State {
         let Some(e) = self.obs.get(idx) else {
             return;
         };
-        for a in e.ids.aliases() {
+        for a in e.text.aliases() {
             if !a.kind.is_strong() {
                 continue;
             }
@@ -55,7 +55,7 @@ impl State {
     pub(super) fn alias_neighbours(&self, idx: ObsIdx) -> Vec<ObsIdx> {
         let mut out = Vec::new();
         if let Some(e) = self.entry(idx) {
-            for a in e.ids.aliases().filter(|a| a.kind.is_strong()) {
+            for a in e.text.aliases().filter(|a| a.kind.is_strong()) {
                 let h = self.hasher.hash_one(a.match_value());
                 out.extend(
                     self.alias_index[kind_index(a.kind)]

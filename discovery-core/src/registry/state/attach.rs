@@ -14,7 +14,7 @@ use super::alias_index::AliasHashes;
 use super::events::take_back;
 use super::merge_view::{blank_peer, merged_aliases, Merged};
 use super::partition::{clash, merge_singular, singular_values};
-use super::{kind_index, Members, ObsIdx, PeerEntry, PeerIdx, State};
+use super::{ids, kind_index, Members, ObsIdx, PeerEntry, PeerIdx, State};
 use crate::roster::RosterEvent;
 
 /// Where a new sighting goes without a re-partition.
@@ -41,8 +41,9 @@ impl State {
                 let Some(pe) = self.peers[p as usize].as_ref() else {
                     return self.recompute(&[idx], &[]);
                 };
-                let key = self.merge_order(idx);
-                let at = pe.members.partition_point(|&m| self.merge_order(m) < key);
+                let at = pe
+                    .members
+                    .partition_point(|&m| self.merge_cmp(m, idx).is_lt());
                 let mut members = pe.members.clone();
                 members.insert(at, idx);
                 members
@@ -64,9 +65,11 @@ impl State {
     /// `Joined` now, its fields when the batch moves on (`deferred`).
     fn appear(&mut self, members: Members) {
         self.settle();
-        let id = {
+        let (id, id_rank) = {
             let aliases = merged_aliases(&self.obs, &members);
-            self.unique_id(&aliases, &members, None).into_owned()
+            let id = self.unique_id(&aliases, &members, None);
+            let rank = ids::id_rank(&aliases, &id);
+            (id.into_owned(), rank)
         };
         self.last_uid += 1;
         let view = Arc::new(blank_peer(self.last_uid, id));
@@ -78,6 +81,7 @@ impl State {
                 view: view.clone(),
                 isolated: true,
                 seen_stale: false,
+                id_rank,
             },
         );
         self.version += 1;
@@ -100,11 +104,21 @@ impl State {
             return self.join_deferred(p, idx, members);
         }
         let merged = Merged::of(&self.obs, &self.sources, &members);
-        let id = self.unique_id(&merged.aliases, &members, Some(p));
+        let rank = self.peers[p as usize].as_ref().map_or(ids::NOT_FIRST, |pe| pe.id_rank);
+        let id = match self.entry(idx) {
+            Some(e) if !ids::may_rename(rank, e) => None,
+            _ => {
+                let id = self.unique_id(&merged.aliases, &members, Some(p));
+                Some((ids::id_rank(&merged.aliases, &id), id))
+            }
+        };
         let Some(pe) = self.peers[p as usize].as_mut() else {
             return;
         };
-        let new_id = (pe.view.id != *id).then(|| id.into_owned());
+        let new_id = id.and_then(|(rank, id)| {
+            pe.id_rank = rank;
+            (pe.view.id != *id).then(|| id.into_owned())
+        });
         let diff = merged.diff(&pe.view);
         pe.members = members;
         pe.isolated = true;
@@ -137,13 +151,21 @@ impl State {
     /// and display id now (a rename folds into that event), its fields
     /// when the batch moves on (`deferred`).
     fn join_deferred(&mut self, p: PeerIdx, idx: ObsIdx, members: Members) {
-        let id = {
-            let aliases = merged_aliases(&self.obs, &members);
-            let id = self.unique_id(&aliases, &members, Some(p));
-            self.peers[p as usize]
-                .as_ref()
-                .is_some_and(|pe| pe.view.id != *id)
-                .then(|| id.into_owned())
+        let rank = self.peers[p as usize].as_ref().map_or(ids::NOT_FIRST, |pe| pe.id_rank);
+        let id = match self.entry(idx) {
+            Some(e) if !ids::may_rename(rank, e) => None,
+            _ => {
+                let aliases = merged_aliases(&self.obs, &members);
+                let id = self.unique_id(&aliases, &members, Some(p));
+                let rank = ids::id_rank(&aliases, &id);
+                if let Some(pe) = self.peers[p as usize].as_mut() {
+                    pe.id_rank = rank;
+                }
+                self.peers[p as usize]
+                    .as_ref()
+                    .is_some_and(|pe| pe.view.id != *id)
+                    .then(|| id.into_owned())
+            }
         };
         if let Some(e) = self.obs.get_mut(idx) {
             e.set_peer(Some(p));
@@ -170,8 +192,10 @@ impl State {
     fn placement(&self, idx: ObsIdx, hashes: &AliasHashes) -> Option<Placement> {
         let e = self.entry(idx)?;
         let mut target: Option<PeerIdx> = None;
+        // `hashes` follow the aliases' order.
+        let mut aliases = e.text.aliases().enumerate();
         for &(at, h) in hashes {
-            let a = e.ids.alias(at as usize)?;
+            let (_, a) = aliases.find(|&(i, _)| i == at as usize)?;
             let value = a.match_value();
             for other in self.alias_index[kind_index(a.kind)]
                 .get(h)
@@ -184,7 +208,7 @@ impl State {
                 }
                 // Linked by the hash alone: the partition compares values.
                 if !o
-                    .ids
+                    .text
                     .aliases()
                     .any(|b| b.kind == a.kind && b.match_value() == value)
                 {
@@ -202,9 +226,9 @@ impl State {
         }
         let mut peer_values: [Option<&str>; 5] = Default::default();
         for &m in &pe.members {
-            merge_singular(&mut peer_values, &singular_values(self.entry(m)?.ids.aliases()));
+            merge_singular(&mut peer_values, &singular_values(self.entry(m)?.text.aliases()));
         }
-        match clash(&peer_values, &singular_values(e.ids.aliases())) {
+        match clash(&peer_values, &singular_values(e.text.aliases())) {
             None => Some(Placement::Joins(p)),
             Some(_) => None,
         }

@@ -3,7 +3,7 @@
 
 use smallvec::SmallVec;
 
-use super::{kind_index, ObsIdx, PeerIdx, SourceIdx, State};
+use super::{kind_index, ObsEntry, ObsIdx, PeerIdx, State};
 
 impl State {
     /// Re-partitions the connected component around `seeds` and the members
@@ -54,7 +54,7 @@ impl State {
                     }
                 }
             }
-            for a in e.ids.aliases().filter(|a| a.kind.is_strong()) {
+            for a in e.text.aliases().filter(|a| a.kind.is_strong()) {
                 let h = self.hasher.hash_one(a.match_value());
                 stack.extend(
                     self.alias_index[kind_index(a.kind)]
@@ -65,20 +65,21 @@ impl State {
         }
 
         // Highest priority first, then a stable order: the partition is deterministic.
-        comp.sort_by(|&a, &b| self.merge_order(a).cmp(&self.merge_order(b)));
+        comp.sort_by(|&a, &b| self.merge_cmp(a, b));
         (comp, old_peers)
     }
 
-    /// Where observation `idx` stands in a merge: highest priority first,
-    /// then by source and key (`None`, a vacant slot, first).
-    pub(super) fn merge_order(&self, idx: ObsIdx) -> Option<(i64, SourceIdx, &str)> {
-        self.entry(idx).map(|e| {
-            (
-                -i64::from(self.sources[e.source as usize].priority),
-                e.source,
-                e.ids.key(),
-            )
-        })
+    /// Where observation `a` stands against `b` in a merge: highest
+    /// priority first, then by source and key (a vacant slot first). The
+    /// key is read only on a tie (two sightings of one source).
+    pub(super) fn merge_cmp(&self, a: ObsIdx, b: ObsIdx) -> std::cmp::Ordering {
+        let rank = |e: &ObsEntry| (-i64::from(self.sources[e.source as usize].priority), e.source);
+        match (self.entry(a), self.entry(b)) {
+            (Some(x), Some(y)) => rank(x)
+                .cmp(&rank(y))
+                .then_with(|| x.text.key().cmp(y.text.key())),
+            (x, y) => x.is_some().cmp(&y.is_some()),
+        }
     }
 
     fn next_visit_gen(&mut self) -> u32 {

@@ -13,7 +13,7 @@ impl State {
 
     pub(super) fn obs_label(&self, idx: ObsIdx) -> String {
         self.entry(idx)
-            .map(|e| format!("{}/{}", self.sources[e.source as usize].name, e.ids.key()))
+            .map(|e| format!("{}/{}", self.sources[e.source as usize].name, e.text.key()))
             .unwrap_or_default()
     }
 
@@ -25,7 +25,7 @@ impl State {
         // Conflicts about any alias of this component are re-decided here.
         for &o in comp {
             if let Some(e) = self.entry(o) {
-                for a in e.ids.aliases() {
+                for a in e.text.aliases() {
                     touched.push((a.kind, a.match_value().to_owned()));
                 }
             }

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use smallvec::SmallVec;
 
 use super::merge_view::Merged;
-use super::{Members, PeerEntry, PeerIdx, State};
+use super::{ids, Members, PeerEntry, PeerIdx, State};
 use crate::roster::{Peer, RosterEvent};
 
 /// A roster change staged during a recompute, numbered once all are known.
@@ -206,6 +206,7 @@ impl State {
         for members in groups {
             let merged = Merged::of(&self.obs, &self.sources, &members);
             let id = self.unique_id(&merged.aliases, &members, None);
+            let id_rank = ids::id_rank(&merged.aliases, &id);
             let reuse = self.keeper(&members, &id, &old_peers, &claimed);
             let old = reuse.and_then(|p| self.peers[p as usize].take());
             let change = match old {
@@ -259,6 +260,7 @@ impl State {
                     view,
                     isolated,
                     seen_stale,
+                    id_rank,
                 },
             );
         }

@@ -3,8 +3,38 @@
 
 use std::borrow::Cow;
 
-use super::idents::AliasRef;
-use super::{AliasKind, ObsIdx, PeerIdx, State};
+use super::sighting_text::AliasRef;
+use super::{kind_index, AliasKind, ObsEntry, ObsIdx, PeerIdx, State};
+
+/// `PeerEntry::id_rank` of a peer whose display id is not its merge's first alias.
+pub(super) const NOT_FIRST: u8 = u8::MAX;
+
+/// What an alias gives as a display id: container ids in their short form.
+fn id_value<'a>(a: &AliasRef<'a>) -> &'a str {
+    if a.kind == AliasKind::ContainerId {
+        a.match_value()
+    } else {
+        a.value
+    }
+}
+
+/// `PeerEntry::id_rank` for display id `id` chosen from merged `aliases`
+/// (sorted by kind): the first alias's kind rank when the id is that alias.
+pub(super) fn id_rank(aliases: &[AliasRef], id: &str) -> u8 {
+    match aliases.first() {
+        Some(a) if id_value(a) == id => kind_index(a.kind) as u8,
+        _ => NOT_FIRST,
+    }
+}
+
+/// Whether sighting `e` joining a peer whose `id_rank` is `rank` may change
+/// its display id. When the id is the merge's first alias and the sighting
+/// brings only aliases of later kinds, that alias stays first (the merge
+/// sorts by kind, stably, and dedups within a kind) and stays the peer's
+/// own: `unique_id` would give the same id, so it is not asked.
+pub(super) fn may_rename(rank: u8, e: &ObsEntry) -> bool {
+    rank == NOT_FIRST || e.text.aliases().any(|a| kind_index(a.kind) as u8 <= rank)
+}
 
 /// Display id to peer, by the hash of the id: no copy of the id text is
 /// kept (it lives once, in the view); a collision only costs a comparison.
@@ -49,11 +79,7 @@ impl State {
             holder.is_none() || holder == own
         };
         for a in aliases {
-            let v = if a.kind == AliasKind::ContainerId {
-                a.match_value()
-            } else {
-                a.value
-            };
+            let v = id_value(a);
             if free(v) {
                 return Cow::Borrowed(v);
             }
@@ -61,7 +87,7 @@ impl State {
         let base = members
             .first()
             .and_then(|&m| self.entry(m))
-            .map(|e| format!("{}/{}", self.sources[e.source as usize].name, e.ids.key()))
+            .map(|e| format!("{}/{}", self.sources[e.source as usize].name, e.text.key()))
             .unwrap_or_else(|| "peer".to_owned());
         if free(&base) {
             return Cow::Owned(base);

@@ -5,16 +5,12 @@ use std::time::SystemTime;
 
 use tokio::time::Instant;
 
-use super::idents::{Idents, MAX_ALIAS_LEN, MAX_KEY_LEN};
+use super::sighting_text::{KeptAddrs, SightingText, MAX_ADDRS, MAX_ALIASES, MAX_ALIAS_LEN, MAX_KEY_LEN};
 use super::stored_meta::StoredMeta;
 use super::{Metadata, ObsEntry, ObsIdx, SourceClass, State, Tick};
 use crate::model::Observation;
 use crate::source::SourceIdx;
 
-/// Most addresses kept per observation.
-const MAX_ADDRS: usize = 64;
-/// Most aliases kept per observation (`Idents` relies on it).
-const MAX_ALIASES: usize = 32;
 
 impl State {
     pub(super) fn upsert(
@@ -77,7 +73,7 @@ impl State {
             // alone, so at most the view is rebuilt (and nothing is copied).
             let same_aliases = self
                 .entry(idx)
-                .is_some_and(|e| e.ids.same_aliases_as(&o.aliases));
+                .is_some_and(|e| e.text.same_aliases_as(&o.aliases));
             if same_aliases {
                 self.set_expiry(idx, o.ttl.map(|t| now.after(t)));
                 let Some(e) = self.obs.get_mut(idx) else {
@@ -86,7 +82,8 @@ impl State {
                 e.ident_hash = ident_hash;
                 let addrs_changed = addrs.is_some();
                 if let Some(addrs) = addrs {
-                    e.addrs = addrs;
+                    e.text = e.text.with_addrs(&addrs);
+                    self.kept_addrs = addrs;
                 }
                 self.store_meta(idx, o.meta, meta_hash, addrs_changed, now, wall);
                 return;
@@ -104,15 +101,18 @@ impl State {
             let old_peer = self.entry(idx).and_then(|e| e.peer());
             self.unindex(idx);
             if let Some(e) = self.obs.get_mut(idx) {
-                e.ids = e.ids.with_aliases(&o.aliases);
-                if let Some(addrs) = addrs {
-                    e.addrs = addrs;
-                }
+                e.text = match &addrs {
+                    Some(addrs) => SightingText::new(e.text.key(), &o.aliases, addrs),
+                    None => e.text.with_aliases(&o.aliases),
+                };
                 e.meta = meta;
                 e.set_last_seen(wall);
                 e.seen_at = now;
                 e.ident_hash = ident_hash;
                 e.meta_hash = meta_hash;
+            }
+            if let Some(addrs) = addrs {
+                self.kept_addrs = addrs;
             }
             self.index(idx);
             seeds.push(idx);
@@ -123,8 +123,8 @@ impl State {
         let entry = ObsEntry {
             source: src,
             key_check: key_hashes.1,
-            ids: Idents::new(&o.key, &o.aliases),
-            addrs: addrs.unwrap_or_default(),
+            // A new sighting: `filter_addrs` had nothing to compare with.
+            text: SightingText::new(&o.key, &o.aliases, addrs.as_ref().unwrap_or(&KeptAddrs::default())),
             meta,
             expiry: None,
             queued: None,
@@ -135,6 +135,9 @@ impl State {
             peer_slot: None,
             active,
         };
+        if let Some(addrs) = addrs {
+            self.kept_addrs = addrs;
+        }
         let idx = match self.free_obs.pop() {
             Some(i) => {
                 if let Some(slot) = self.obs.slot(i) {
@@ -208,7 +211,7 @@ impl State {
         let Some(e) = self.obs.slot(idx).and_then(|o| o.take()) else {
             return;
         };
-        let h = self.hasher.hash_one(e.ids.key());
+        let h = self.hasher.hash_one(e.text.key());
         self.sources[e.source as usize].keys.remove(h, idx);
         self.free_obs.push(idx);
         if let Some(p) = e.peer() {

@@ -60,6 +60,22 @@ impl State {
                 "id index of {}",
                 p.view.id
             );
+            if p.id_rank != super::ids::NOT_FIRST {
+                // The shortcut `ids::may_rename` relies on: the id is the
+                // merge's first alias, of that rank, and a recompute keeps it.
+                let aliases = super::merge_view::merged_aliases(&self.obs, &p.members);
+                assert_eq!(
+                    super::ids::id_rank(&aliases, &p.view.id),
+                    p.id_rank,
+                    "id rank of {}",
+                    p.view.id
+                );
+                assert_eq!(
+                    self.unique_id(&aliases, &p.members, Some(pi as PeerIdx)),
+                    p.view.id,
+                    "a recompute keeps the id"
+                );
+            }
             for &m in &p.members {
                 let e = self.entry(m).expect("member exists");
                 assert!(e.active);

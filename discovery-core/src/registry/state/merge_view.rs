@@ -11,8 +11,7 @@ use std::time::SystemTime;
 
 use smallvec::SmallVec;
 
-use super::addrs::RankedAddr;
-use super::idents::AliasRef;
+use super::sighting_text::{AddrRef, AliasRef};
 use super::obs_table::ObsTable;
 use super::{kind_index, ObsEntry, ObsIdx, Peer, SourceMeta};
 use crate::roster::PeerSource;
@@ -28,7 +27,7 @@ pub(super) struct Merged<'a> {
     /// Sorted by key; the first (highest-priority) value of a key wins.
     labels: SmallVec<[(&'a String, &'a String); 4]>,
     /// Deduplicated by text, ranked (stable: priority order within a rank).
-    addrs: SmallVec<[&'a RankedAddr; 4]>,
+    addrs: SmallVec<[AddrRef<'a>; 4]>,
     /// With the latest sighting of each, as nanoseconds since the epoch.
     sources: SmallVec<[(&'a Arc<str>, u64); 4]>,
     /// Aliases and addresses merged (`of`), or left out (`of_meta`).
@@ -104,7 +103,7 @@ impl<'a> Merged<'a> {
     }
 
     fn add_addrs(&mut self, e: &'a ObsEntry) {
-        for a in e.addrs.iter() {
+        for a in e.text.addrs() {
             if !self.addrs.iter().any(|x| x.text == a.text) {
                 self.addrs.push(a);
             }
@@ -189,12 +188,12 @@ impl<'a> Merged<'a> {
             rewrite(
                 &mut p.addrs,
                 &self.addrs,
-                |to, from| *to == *from.text,
+                |to, from| to == from.text,
                 |to, from| {
                     to.clear();
-                    to.push_str(&from.text);
+                    to.push_str(from.text);
                 },
-                |from| String::from(&*from.text),
+                |from| String::from(from.text),
             );
         }
         if !diff.sources {
@@ -227,7 +226,7 @@ impl<'a> Merged<'a> {
 
     fn addrs_equal(&self, p: &Peer) -> bool {
         p.addrs.len() == self.addrs.len()
-            && p.addrs.iter().zip(&self.addrs).all(|(a, b)| *a == *b.text)
+            && p.addrs.iter().zip(&self.addrs).all(|(a, b)| a == b.text)
     }
 
     fn source_names_equal(&self, p: &Peer) -> bool {
@@ -328,7 +327,7 @@ pub(super) fn merged_aliases<'a>(
 
 /// Adds `e`'s aliases, one per kind and match value.
 fn add_aliases<'a>(aliases: &mut SmallVec<[AliasRef<'a>; 8]>, e: &'a ObsEntry) {
-    for a in e.ids.aliases() {
+    for a in e.text.aliases() {
         let value = a.match_value();
         match aliases
             .iter_mut()

@@ -4,7 +4,7 @@
 
 use smallvec::SmallVec;
 
-use super::idents::AliasRef;
+use super::sighting_text::AliasRef;
 use super::{kind_index, Alias, AliasKind, HashMap, Members, ObsIdx, State};
 
 /// One group being formed during a partition.
@@ -36,10 +36,10 @@ impl State {
         for (pos, &o) in comp.iter().enumerate() {
             let pos = pos as ObsIdx;
             let Some(e) = self.entry(o) else { continue };
-            let singular = singular_values(e.ids.aliases());
+            let singular = singular_values(e.text.aliases());
             let mut target: Option<usize> = None;
             let mut seen: SmallVec<[usize; 4]> = SmallVec::new();
-            for a in e.ids.aliases().filter(|a| a.kind.is_strong()) {
+            for a in e.text.aliases().filter(|a| a.kind.is_strong()) {
                 let Some(g) = by_alias.get((a.kind, a.match_value())) else {
                     continue;
                 };
@@ -92,7 +92,7 @@ impl State {
                     groups.len() - 1
                 }
             };
-            for a in e.ids.aliases().filter(|a| a.kind.is_strong()) {
+            for a in e.text.aliases().filter(|a| a.kind.is_strong()) {
                 by_alias.insert_if_absent((a.kind, a.match_value()), t);
             }
         }
