@@ -159,6 +159,9 @@ struct PeerEntry {
     /// The kind rank of its merge's first alias when that alias is its
     /// display id, else `ids::NOT_FIRST` (`ids::may_rename`).
     id_rank: u8,
+    /// The singular kinds its sightings hold (`partition::singular_kinds`):
+    /// a joining sighting can clash only on one of these (`attach`).
+    singular_kinds: u8,
 }
 
 fn kind_index(k: AliasKind) -> usize {

@@ -13,7 +13,7 @@ use smallvec::smallvec;
 use super::alias_index::AliasHashes;
 use super::events::take_back;
 use super::merge_view::{blank_peer, merged_aliases, Merged};
-use super::partition::{clash, merge_singular, singular_values};
+use super::partition::{clash, merge_singular, singular_kinds, singular_values, REPEATS_A_KIND};
 use super::{ids, kind_index, Members, ObsIdx, PeerEntry, PeerIdx, State};
 use crate::roster::RosterEvent;
 
@@ -65,6 +65,7 @@ impl State {
     /// `Joined` now, its fields when the batch moves on (`deferred`).
     fn appear(&mut self, members: Members) {
         self.settle();
+        let singular_kinds = self.singular_kinds_of(&members);
         let (id, id_rank) = {
             let aliases = merged_aliases(&self.obs, &members);
             let id = self.unique_id(&aliases, &members, None);
@@ -82,6 +83,7 @@ impl State {
                 isolated: true,
                 seen_stale: false,
                 id_rank,
+                singular_kinds,
             },
         );
         self.version += 1;
@@ -97,11 +99,12 @@ impl State {
     /// peer, without staging: the entry and uid stay, the display id stays
     /// unless a better alias is free, one `Updated` if the view changed.
     fn join(&mut self, p: PeerIdx, idx: ObsIdx, members: Members) {
+        let joined_kinds = self.singular_kinds_of(&[idx]);
         if self.unwritten != Some(p) {
             self.settle();
         }
         if self.may_defer(p) {
-            return self.join_deferred(p, idx, members);
+            return self.join_deferred(p, idx, members, joined_kinds);
         }
         let merged = Merged::of(&self.obs, &self.sources, &members);
         let rank = self.peers[p as usize].as_ref().map_or(ids::NOT_FIRST, |pe| pe.id_rank);
@@ -121,6 +124,7 @@ impl State {
         });
         let diff = merged.diff(&pe.view);
         pe.members = members;
+        pe.singular_kinds |= joined_kinds;
         pe.isolated = true;
         let change = if new_id.is_some() || diff.any() {
             let earlier = take_back(&mut self.out, &pe.view);
@@ -150,7 +154,7 @@ impl State {
     /// `join` while peer `p`'s event is the batch's newest: its members
     /// and display id now (a rename folds into that event), its fields
     /// when the batch moves on (`deferred`).
-    fn join_deferred(&mut self, p: PeerIdx, idx: ObsIdx, members: Members) {
+    fn join_deferred(&mut self, p: PeerIdx, idx: ObsIdx, members: Members, joined_kinds: u8) {
         let rank = self.peers[p as usize].as_ref().map_or(ids::NOT_FIRST, |pe| pe.id_rank);
         let id = match self.entry(idx) {
             Some(e) if !ids::may_rename(rank, e) => None,
@@ -174,6 +178,7 @@ impl State {
             return;
         };
         pe.members = members;
+        pe.singular_kinds |= joined_kinds;
         pe.isolated = true;
         self.unwritten = Some(p);
         let Some(id) = id else {
@@ -194,6 +199,8 @@ impl State {
         let mut target: Option<PeerIdx> = None;
         // `hashes` follow the aliases' order.
         let mut aliases = e.text.aliases().enumerate();
+        // Kinds on which it shares its value with the peer it links to.
+        let mut linked = 0u8;
         for &(at, h) in hashes {
             let (_, a) = aliases.find(|&(i, _)| i == at as usize)?;
             let value = a.match_value();
@@ -215,6 +222,7 @@ impl State {
                     return None;
                 }
                 target = Some(p);
+                linked |= 1 << kind_index(a.kind);
             }
         }
         let Some(p) = target else {
@@ -223,6 +231,14 @@ impl State {
         let pe = self.peers[p as usize].as_ref()?;
         if !pe.isolated {
             return None;
+        }
+        // A peer holds one value of each singular kind it has, and a kind
+        // it shares with the peer is that value: a clash needs a kind both
+        // hold that did not link. Without one, no value need be compared.
+        let kinds = singular_kinds(e.text.aliases());
+        let unlinked = kinds & pe.singular_kinds & !linked;
+        if (kinds | pe.singular_kinds) & REPEATS_A_KIND == 0 && unlinked == 0 {
+            return Some(Placement::Joins(p));
         }
         let mut peer_values: [Option<&str>; 5] = Default::default();
         for &m in &pe.members {

@@ -207,6 +207,7 @@ impl State {
             let merged = Merged::of(&self.obs, &self.sources, &members);
             let id = self.unique_id(&merged.aliases, &members, None);
             let id_rank = ids::id_rank(&merged.aliases, &id);
+            let singular_kinds = self.singular_kinds_of(&members);
             let reuse = self.keeper(&members, &id, &old_peers, &claimed);
             let old = reuse.and_then(|p| self.peers[p as usize].take());
             let change = match old {
@@ -261,6 +262,7 @@ impl State {
                     isolated,
                     seen_stale,
                     id_rank,
+                    singular_kinds,
                 },
             );
         }

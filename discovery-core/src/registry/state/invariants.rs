@@ -60,6 +60,12 @@ impl State {
                 "id index of {}",
                 p.view.id
             );
+            assert_eq!(
+                p.singular_kinds,
+                self.singular_kinds_of(&p.members),
+                "singular kinds of {}",
+                p.view.id
+            );
             if p.id_rank != super::ids::NOT_FIRST {
                 // The shortcut `ids::may_rename` relies on: the id is the
                 // merge's first alias, of that rank, and a recompute keeps it.

@@ -143,6 +143,34 @@ pub(super) fn singular_values<'a>(aliases: impl Iterator<Item = AliasRef<'a>>) -
     singular
 }
 
+/// `PeerEntry::singular_kinds` bit: some sighting holds two values of one
+/// singular kind (only the exact check then tells a clash).
+pub(super) const REPEATS_A_KIND: u8 = 0x80;
+
+/// The singular kinds `aliases` hold values of, as bits by kind index, with
+/// `REPEATS_A_KIND` when one kind comes twice.
+pub(super) fn singular_kinds<'a>(aliases: impl Iterator<Item = AliasRef<'a>>) -> u8 {
+    let mut kinds = 0u8;
+    for a in aliases.filter(|a| a.kind.is_singular()) {
+        let bit = 1 << kind_index(a.kind);
+        if kinds & bit != 0 {
+            kinds |= REPEATS_A_KIND;
+        }
+        kinds |= bit;
+    }
+    kinds
+}
+
+impl State {
+    /// The singular kinds `members` hold (`singular_kinds` of each, joined).
+    pub(super) fn singular_kinds_of(&self, members: &[ObsIdx]) -> u8 {
+        members
+            .iter()
+            .filter_map(|&m| self.entry(m))
+            .fold(0, |k, e| k | singular_kinds(e.text.aliases()))
+    }
+}
+
 /// The first singular kind on which `a` and `b` hold different values.
 pub(super) fn clash(a: &[Option<&str>; 5], b: &[Option<&str>; 5]) -> Option<usize> {
     (0..5).find(|&k| matches!((a[k], b[k]), (Some(x), Some(y)) if x != y))

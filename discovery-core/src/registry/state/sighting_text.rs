@@ -189,7 +189,63 @@ impl SightingText {
     /// The key (at most `MAX_KEY_LEN`), the aliases kept of `aliases`, and
     /// `addrs`.
     pub(super) fn new(key: &str, aliases: &[Alias], addrs: &KeptAddrs) -> Self {
-        Self::build(key, clean(aliases), addrs.iter())
+        // What every new sighting stores: written out plainly, one pass to
+        // size and head it, one to copy the texts.
+        let aliases = &aliases[..aliases.len().min(MAX_ALIASES)];
+        let addr_entries = &addrs.entries[..addrs.entries.len().min(MAX_ADDRS)];
+        let addr_text = addrs
+            .text
+            .get(..addr_entries.last().map_or(0, |&(_, end)| end as usize))
+            .unwrap_or_default();
+        let mut head = [0u8; HEAD_BYTES + MAX_ALIASES * ALIAS_BYTES + MAX_ADDRS * ADDR_BYTES];
+        let mut at = HEAD_BYTES;
+        let mut values = 0;
+        // Bit i: alias i has a value of its own to copy.
+        let mut own = 0u64;
+        for (i, a) in aliases.iter().enumerate() {
+            if !kept(aliases, i) {
+                continue;
+            }
+            let len = a.value.len();
+            let shared = if a.value == key {
+                SHARED
+            } else {
+                own |= 1 << i;
+                values += len;
+                0
+            };
+            head[at] = super::kind_index(a.kind) as u8 | shared;
+            head[at + 1] = len as u8 & 0x7f;
+            head[at + 2] = (len >> 7) as u8 & 0x7f;
+            at += ALIAS_BYTES;
+        }
+        let n_aliases = (at - HEAD_BYTES) / ALIAS_BYTES;
+        let mut start = 0;
+        for &(rank, end) in addr_entries {
+            let len = end as usize - start;
+            start = end as usize;
+            head[at] = rank as u8 & 0x7f;
+            head[at + 1] = (rank >> 7) as u8 & 0x7f;
+            head[at + 2] = len as u8 & 0x7f;
+            head[at + 3] = (len >> 7) as u8 & 0x7f;
+            at += ADDR_BYTES;
+        }
+        head[0] = n_aliases as u8;
+        head[1] = addr_entries.len() as u8;
+        head[2] = key.len() as u8 & 0x7f;
+        head[3] = (key.len() >> 7) as u8 & 0x7f;
+        head[4] = (key.len() >> 14) as u8 & 0x7f;
+        let mut text = String::with_capacity(at + key.len() + values + addr_text.len());
+        // Bytes below 0x80: one char each.
+        text.extend(head[..at].iter().map(|&b| char::from(b & 0x7f)));
+        text.push_str(key);
+        for (i, a) in aliases.iter().enumerate() {
+            if own >> i & 1 != 0 {
+                text.push_str(&a.value);
+            }
+        }
+        text.push_str(addr_text);
+        SightingText(text.into_boxed_str())
     }
 
     /// The same key and addresses with other aliases.
