@@ -21,8 +21,9 @@ use crate::roster::RosterEvent;
 enum Placement {
     /// It links to no other observation.
     Alone,
-    /// It joins this peer.
-    Joins(PeerIdx),
+    /// It joins this peer, bringing these singular kinds
+    /// (`partition::singular_kinds`).
+    Joins(PeerIdx, u8),
 }
 
 impl State {
@@ -37,7 +38,7 @@ impl State {
         let members: Members = match placement {
             None => return self.recompute(&[idx], &[]),
             Some(Placement::Alone) => smallvec![idx],
-            Some(Placement::Joins(p)) => {
+            Some(Placement::Joins(p, _)) => {
                 let Some(pe) = self.peers[p as usize].as_ref() else {
                     return self.recompute(&[idx], &[]);
                 };
@@ -56,7 +57,7 @@ impl State {
         // No conflict is found here; those about its aliases are dropped.
         self.update_conflicts(&members, Vec::new());
         match placement {
-            Some(Placement::Joins(p)) => self.join(p, idx, members),
+            Some(Placement::Joins(p, kinds)) => self.join(p, idx, members, kinds),
             _ => self.appear(members),
         }
     }
@@ -98,8 +99,7 @@ impl State {
     /// merge order). What `publish_groups` does for one group kept by one
     /// peer, without staging: the entry and uid stay, the display id stays
     /// unless a better alias is free, one `Updated` if the view changed.
-    fn join(&mut self, p: PeerIdx, idx: ObsIdx, members: Members) {
-        let joined_kinds = self.singular_kinds_of(&[idx]);
+    fn join(&mut self, p: PeerIdx, idx: ObsIdx, members: Members, joined_kinds: u8) {
         if self.unwritten != Some(p) {
             self.settle();
         }
@@ -238,14 +238,14 @@ impl State {
         let kinds = singular_kinds(e.text.aliases());
         let unlinked = kinds & pe.singular_kinds & !linked;
         if (kinds | pe.singular_kinds) & REPEATS_A_KIND == 0 && unlinked == 0 {
-            return Some(Placement::Joins(p));
+            return Some(Placement::Joins(p, kinds));
         }
         let mut peer_values: [Option<&str>; 5] = Default::default();
         for &m in &pe.members {
             merge_singular(&mut peer_values, &singular_values(self.entry(m)?.text.aliases()));
         }
         match clash(&peer_values, &singular_values(e.text.aliases())) {
-            None => Some(Placement::Joins(p)),
+            None => Some(Placement::Joins(p, kinds)),
             Some(_) => None,
         }
     }

@@ -24,17 +24,19 @@ pub(super) const MAX_ADDRS: usize = 64;
 const MAX_RANK: usize = (1 << 14) - 1;
 
 /// The header at the start of the text: the numbers of aliases and
-/// addresses (1 byte each) and the key's length (3 bytes); per alias its
+/// addresses (1 byte each), the key's length and the length of the aliases'
+/// own values (3 bytes each: where the addresses start); per alias its
 /// kind, with `SHARED` when its value is the key's (1 byte), and its length
 /// (2 bytes); per address its rank and length (2 bytes each). Then the key,
 /// the aliases' own values and the addresses' texts, back to back. Each
 /// header byte holds 7 bits, so the header is ASCII and the whole stays one
 /// `str`; the limits above keep every length within 14 bits (the key's 21).
-const HEAD_BYTES: usize = 5;
+const HEAD_BYTES: usize = 8;
 const ALIAS_BYTES: usize = 3;
 const ADDR_BYTES: usize = 4;
 const SHARED: u8 = 0x40;
 const _: () = assert!(MAX_ALIAS_LEN < 1 << 14 && MAX_ADDR_LEN < 1 << 14 && MAX_KEY_LEN < 1 << 21);
+const _: () = assert!(MAX_ALIASES * MAX_ALIAS_LEN < 1 << 21);
 const _: () = assert!(MAX_ALIASES < 128 && MAX_ADDRS < 128 && AliasKind::ALL.len() <= 8);
 
 /// An alias borrowed from a sighting.
@@ -235,9 +237,12 @@ impl SightingText {
         head[2] = key.len() as u8 & 0x7f;
         head[3] = (key.len() >> 7) as u8 & 0x7f;
         head[4] = (key.len() >> 14) as u8 & 0x7f;
+        head[5] = values as u8 & 0x7f;
+        head[6] = (values >> 7) as u8 & 0x7f;
+        head[7] = (values >> 14) as u8 & 0x7f;
         let mut text = String::with_capacity(at + key.len() + values + addr_text.len());
-        // Bytes below 0x80: one char each.
-        text.extend(head[..at].iter().map(|&b| char::from(b & 0x7f)));
+        // Bytes below 0x80: always valid.
+        text.push_str(std::str::from_utf8(&head[..at]).unwrap_or_default());
         text.push_str(key);
         for (i, a) in aliases.iter().enumerate() {
             if own >> i & 1 != 0 {
@@ -266,11 +271,12 @@ impl SightingText {
     ) -> Self {
         let aliases = aliases.take(MAX_ALIASES);
         let addrs = addrs.take(MAX_ADDRS);
-        let (mut n_aliases, mut n_addrs, mut len) = (0, 0, HEAD_BYTES + key.len());
+        let (mut n_aliases, mut n_addrs, mut values) = (0, 0, 0);
         for a in aliases.clone() {
             n_aliases += 1;
-            len += ALIAS_BYTES + if a.value == key { 0 } else { a.value.len() };
+            values += if a.value == key { 0 } else { a.value.len() };
         }
+        let mut len = HEAD_BYTES + key.len() + values + n_aliases * ALIAS_BYTES;
         for a in addrs.clone() {
             n_addrs += 1;
             len += ADDR_BYTES + a.text.len();
@@ -281,6 +287,8 @@ impl SightingText {
         h.byte(n_addrs);
         h.put2(key.len());
         h.byte(key.len() >> 14);
+        h.put2(values);
+        h.byte(values >> 14);
         for a in aliases.clone() {
             let shared = if a.value == key { SHARED } else { 0 };
             h.byte(super::kind_index(a.kind) | usize::from(shared));
@@ -307,7 +315,8 @@ impl SightingText {
     #[inline]
     fn parts(&self) -> (&[u8], &[u8], usize, usize) {
         let b = self.0.as_bytes();
-        let Some((&[n_aliases, n_addrs, k0, k1, k2], rest)) = b.split_first_chunk::<HEAD_BYTES>()
+        let Some((&[n_aliases, n_addrs, k0, k1, k2, ..], rest)) =
+            b.split_first_chunk::<HEAD_BYTES>()
         else {
             return (&[], &[], 0, 0);
         };
@@ -339,12 +348,15 @@ impl SightingText {
 
     pub(super) fn addrs(&self) -> Addrs<'_> {
         // The addresses' texts follow the aliases' own values.
-        let mut aliases = self.aliases();
-        for _ in aliases.by_ref() {}
+        let (_, entries, _, key_end) = self.parts();
+        let values = match self.0.as_bytes() {
+            [_, _, _, _, _, v0, v1, v2, ..] => get2(&[*v0, *v1]) | usize::from(*v2) << 14,
+            _ => 0,
+        };
         Addrs {
             text: &self.0,
-            entries: self.parts().1,
-            next: aliases.next,
+            entries,
+            next: key_end + values,
         }
     }
 
