@@ -10,8 +10,8 @@ use crate::addr::DropReason;
 
 impl State {
     /// The addresses the policy keeps, or `None` when they are exactly those
-    /// of observation `same_as`. Every drop is counted. Hand the buffer
-    /// back (`kept_addrs`) once stored: it is reused.
+    /// of observation `same_as`. Every drop is counted. The buffer goes
+    /// back (`reuse`) once stored.
     pub(super) fn filter_addrs(
         &mut self,
         addrs: Vec<Multiaddr>,
@@ -28,8 +28,7 @@ impl State {
                 Err(reason) => drop_label(reason),
             };
             self.dropped_addrs += 1;
-            metrics::counter!("rollcall_addresses_dropped_total", "reason" => refused)
-                .increment(1);
+            metrics::counter!("rollcall_addresses_dropped_total", "reason" => refused).increment(1);
         }
         let same = same_as
             .and_then(|i| self.obs.get(i))
@@ -39,6 +38,13 @@ impl State {
             return None;
         }
         Some(kept)
+    }
+
+    /// Takes back `filter_addrs`'s buffer for the next observation.
+    pub(super) fn reuse(&mut self, addrs: Option<KeptAddrs>) {
+        if let Some(addrs) = addrs {
+            self.kept_addrs = addrs;
+        }
     }
 }
 

@@ -107,7 +107,9 @@ impl State {
             return self.join_deferred(p, idx, members, joined_kinds);
         }
         let merged = Merged::of(&self.obs, &self.sources, &members);
-        let rank = self.peers[p as usize].as_ref().map_or(ids::NOT_FIRST, |pe| pe.id_rank);
+        let rank = self.peers[p as usize]
+            .as_ref()
+            .map_or(ids::NOT_FIRST, |pe| pe.id_rank);
         let id = match self.entry(idx) {
             Some(e) if !ids::may_rename(rank, e) => None,
             _ => {
@@ -155,7 +157,9 @@ impl State {
     /// and display id now (a rename folds into that event), its fields
     /// when the batch moves on (`deferred`).
     fn join_deferred(&mut self, p: PeerIdx, idx: ObsIdx, members: Members, joined_kinds: u8) {
-        let rank = self.peers[p as usize].as_ref().map_or(ids::NOT_FIRST, |pe| pe.id_rank);
+        let rank = self.peers[p as usize]
+            .as_ref()
+            .map_or(ids::NOT_FIRST, |pe| pe.id_rank);
         let id = match self.entry(idx) {
             Some(e) if !ids::may_rename(rank, e) => None,
             _ => {
@@ -242,7 +246,10 @@ impl State {
         }
         let mut peer_values: [Option<&str>; 5] = Default::default();
         for &m in &pe.members {
-            merge_singular(&mut peer_values, &singular_values(self.entry(m)?.text.aliases()));
+            merge_singular(
+                &mut peer_values,
+                &singular_values(self.entry(m)?.text.aliases()),
+            );
         }
         match clash(&peer_values, &singular_values(e.text.aliases())) {
             None => Some(Placement::Joins(p, kinds)),

@@ -73,7 +73,12 @@ impl State {
     /// priority first, then by source and key (a vacant slot first). The
     /// key is read only on a tie (two sightings of one source).
     pub(super) fn merge_cmp(&self, a: ObsIdx, b: ObsIdx) -> std::cmp::Ordering {
-        let rank = |e: &ObsEntry| (-i64::from(self.sources[e.source as usize].priority), e.source);
+        let rank = |e: &ObsEntry| {
+            (
+                -i64::from(self.sources[e.source as usize].priority),
+                e.source,
+            )
+        };
         match (self.entry(a), self.entry(b)) {
             (Some(x), Some(y)) => rank(x)
                 .cmp(&rank(y))

@@ -5,12 +5,11 @@ use std::time::SystemTime;
 
 use tokio::time::Instant;
 
-use super::sighting_text::{KeptAddrs, SightingText, MAX_ADDRS, MAX_ALIASES, MAX_ALIAS_LEN, MAX_KEY_LEN};
+use super::sighting_text::{SightingText, MAX_ADDRS, MAX_ALIASES, MAX_ALIAS_LEN, MAX_KEY_LEN};
 use super::stored_meta::StoredMeta;
 use super::{Metadata, ObsEntry, ObsIdx, SourceClass, State, Tick};
 use crate::model::Observation;
 use crate::source::SourceIdx;
-
 
 impl State {
     pub(super) fn upsert(
@@ -26,13 +25,17 @@ impl State {
             tracing::warn!(source = %self.sources[src as usize].name, key_len = o.key.len(), "observation key over {MAX_KEY_LEN} bytes; observation dropped");
             return;
         }
-        let overlong = o.aliases.iter().filter(|a| a.value.len() > MAX_ALIAS_LEN).count();
+        let overlong = o
+            .aliases
+            .iter()
+            .filter(|a| a.value.len() > MAX_ALIAS_LEN)
+            .count();
         if o.addrs.len() > MAX_ADDRS || o.aliases.len() > MAX_ALIASES || overlong > 0 {
             let dropped = o.addrs.len().saturating_sub(MAX_ADDRS)
                 + o.aliases.len().saturating_sub(MAX_ALIASES)
                 + overlong;
             o.addrs.truncate(MAX_ADDRS);
-            // Overlong values are left out when stored (`Idents`).
+            // Overlong values are left out when stored (`SightingText`).
             o.aliases.truncate(MAX_ALIASES);
             metrics::counter!("rollcall_observation_fields_dropped_total")
                 .increment(dropped as u64);
@@ -81,10 +84,10 @@ impl State {
                 };
                 e.ident_hash = ident_hash;
                 let addrs_changed = addrs.is_some();
-                if let Some(addrs) = addrs {
-                    e.text = e.text.with_addrs(&addrs);
-                    self.kept_addrs = addrs;
+                if let Some(addrs) = &addrs {
+                    e.text = e.text.with_addrs(addrs);
                 }
+                self.reuse(addrs);
                 self.store_meta(idx, o.meta, meta_hash, addrs_changed, now, wall);
                 return;
             }
@@ -111,9 +114,7 @@ impl State {
                 e.ident_hash = ident_hash;
                 e.meta_hash = meta_hash;
             }
-            if let Some(addrs) = addrs {
-                self.kept_addrs = addrs;
-            }
+            self.reuse(addrs);
             self.index(idx);
             seeds.push(idx);
             self.recompute(&seeds, old_peer.as_slice());
@@ -124,7 +125,11 @@ impl State {
             source: src,
             key_check: key_hashes.1,
             // A new sighting: `filter_addrs` had nothing to compare with.
-            text: SightingText::new(&o.key, &o.aliases, addrs.as_ref().unwrap_or(&KeptAddrs::default())),
+            text: SightingText::new(
+                &o.key,
+                &o.aliases,
+                addrs.as_ref().unwrap_or(&self.kept_addrs),
+            ),
             meta,
             expiry: None,
             queued: None,
@@ -135,9 +140,7 @@ impl State {
             peer_slot: None,
             active,
         };
-        if let Some(addrs) = addrs {
-            self.kept_addrs = addrs;
-        }
+        self.reuse(addrs);
         let idx = match self.free_obs.pop() {
             Some(i) => {
                 if let Some(slot) = self.obs.slot(i) {

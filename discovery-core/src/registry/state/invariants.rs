@@ -102,11 +102,7 @@ impl State {
                 assert!(entries.contains(&(q, i)), "in the queue");
             }
         }
-        let queued = self
-            .obs
-            .iter()
-            .filter(|(_, e)| e.queued.is_some())
-            .count();
+        let queued = self.obs.iter().filter(|(_, e)| e.queued.is_some()).count();
         assert_eq!(self.expiry.live(), queued, "live entries counted");
         assert!(
             self.expiry.len() <= 2 * queued + 64,

@@ -11,8 +11,8 @@ use std::time::SystemTime;
 
 use smallvec::SmallVec;
 
-use super::sighting_text::{AddrRef, AliasRef};
 use super::obs_table::ObsTable;
+use super::sighting_text::{AddrRef, AliasRef};
 use super::{kind_index, ObsEntry, ObsIdx, Peer, SourceMeta};
 use crate::roster::PeerSource;
 
@@ -36,11 +36,7 @@ pub(super) struct Merged<'a> {
 
 impl<'a> Merged<'a> {
     /// The merge of `members`, highest priority first.
-    pub(super) fn of(
-        obs: &'a ObsTable,
-        sources: &'a [SourceMeta],
-        members: &[ObsIdx],
-    ) -> Self {
+    pub(super) fn of(obs: &'a ObsTable, sources: &'a [SourceMeta], members: &[ObsIdx]) -> Self {
         Self::collect(obs, sources, members, true)
     }
 
@@ -71,10 +67,7 @@ impl<'a> Merged<'a> {
             sources: SmallVec::new(),
             identity,
         };
-        for e in members
-            .iter()
-            .filter_map(|&i| obs.get(i))
-        {
+        for e in members.iter().filter_map(|&i| obs.get(i)) {
             if identity {
                 add_aliases(&mut m.aliases, e);
                 m.add_addrs(e);
@@ -246,10 +239,7 @@ pub(super) fn seen_by_source<'a>(
     members: &[ObsIdx],
 ) -> SmallVec<[(&'a Arc<str>, u64); 4]> {
     let mut seen: SmallVec<[(&Arc<str>, u64); 4]> = SmallVec::new();
-    for e in members
-        .iter()
-        .filter_map(|&i| obs.get(i))
-    {
+    for e in members.iter().filter_map(|&i| obs.get(i)) {
         note_seen(&mut seen, &sources[e.source as usize].name, e.last_seen_ns);
     }
     seen
@@ -315,10 +305,7 @@ pub(super) fn merged_aliases<'a>(
     members: &[ObsIdx],
 ) -> SmallVec<[AliasRef<'a>; 8]> {
     let mut aliases = SmallVec::new();
-    for e in members
-        .iter()
-        .filter_map(|&i| obs.get(i))
-    {
+    for e in members.iter().filter_map(|&i| obs.get(i)) {
         add_aliases(&mut aliases, e);
     }
     aliases.sort_by_key(|a| kind_index(a.kind));

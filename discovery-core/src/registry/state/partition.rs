@@ -132,7 +132,9 @@ fn merge_sorted(a: &[ObsIdx], b: &[ObsIdx]) -> Members {
 
 /// An observation's value of each singular kind (its first, by `AliasKind::ALL`):
 /// what must agree within one peer.
-pub(super) fn singular_values<'a>(aliases: impl Iterator<Item = AliasRef<'a>>) -> [Option<&'a str>; 5] {
+pub(super) fn singular_values<'a>(
+    aliases: impl Iterator<Item = AliasRef<'a>>,
+) -> [Option<&'a str>; 5] {
     let mut singular: [Option<&str>; 5] = Default::default();
     for a in aliases {
         let k = kind_index(a.kind);

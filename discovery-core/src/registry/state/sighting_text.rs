@@ -325,7 +325,9 @@ impl SightingText {
         let key_at = HEAD_BYTES + aliases_len + addrs_len;
         let key_len = get2(&[k0, k1]) | usize::from(k2) << 14;
         let aliases = rest.get(..aliases_len).unwrap_or_default();
-        let addrs = rest.get(aliases_len..aliases_len + addrs_len).unwrap_or_default();
+        let addrs = rest
+            .get(aliases_len..aliases_len + addrs_len)
+            .unwrap_or_default();
         (aliases, addrs, key_at, key_at + key_len)
     }
 
@@ -506,12 +508,20 @@ mod tests {
     #[test]
     fn empty_parts_overlong_values_and_repeated_addresses() {
         let long = Alias::agent_id("x".repeat(MAX_ALIAS_LEN + 1));
-        let t = SightingText::new("", &[Alias::agent_id(""), long.clone()], &KeptAddrs::default());
+        let t = SightingText::new(
+            "",
+            &[Alias::agent_id(""), long.clone()],
+            &KeptAddrs::default(),
+        );
         assert_eq!(t.key(), "");
         assert_eq!(t.aliases().count(), 0);
         assert_eq!(t.addrs().count(), 0);
         assert!(t.same_aliases_as(&[long]));
-        let h = SightingText::new("", &[Alias::new(AliasKind::Hostname, "h")], &KeptAddrs::default());
+        let h = SightingText::new(
+            "",
+            &[Alias::new(AliasKind::Hostname, "h")],
+            &KeptAddrs::default(),
+        );
         assert_eq!(owned(&h), vec![Alias::new(AliasKind::Hostname, "h")]);
         for kind in AliasKind::ALL {
             let k = SightingText::new(
@@ -533,7 +543,10 @@ mod tests {
         );
         let long = format!("/dns/{}", "a".repeat(MAX_ADDR_LEN));
         assert_eq!(k.push_with(0, |s| s.push_str(&long)), Err(Refused::TooLong));
-        assert_eq!(k.push_with(MAX_RANK + 9, |s| s.push_str("/ip4/1.2.3.5")), Ok(()));
+        assert_eq!(
+            k.push_with(MAX_RANK + 9, |s| s.push_str("/ip4/1.2.3.5")),
+            Ok(())
+        );
         assert_eq!(
             k.iter().collect::<Vec<_>>(),
             [

@@ -101,5 +101,7 @@ impl State {
 
 /// Every observation's place in the expiry queue.
 fn filed(obs: &ObsTable) -> Vec<(Tick, ObsIdx)> {
-    obs.iter().filter_map(|(i, e)| Some((e.queued?, i))).collect()
+    obs.iter()
+        .filter_map(|(i, e)| Some((e.queued?, i)))
+        .collect()
 }
