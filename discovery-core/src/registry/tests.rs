@@ -957,3 +957,117 @@ fn expiry_queue_stays_bounded_under_removals_and_expires_exactly_the_live() {
     s.check_invariants();
     assert_eq!(s.next_deadline(), None, "no entry left, stale or live");
 }
+
+/// Bad input at the sighting store's limits: an overlong key drops the
+/// observation, overlong alias values and address texts are left out, and
+/// each is counted; the rest of the observation and the roster stay.
+#[test]
+fn overlong_keys_aliases_and_addresses_are_dropped_and_counted() {
+    use super::state::{SourceClass, State};
+    use crate::addr::AddressPolicy;
+    use std::time::SystemTime;
+
+    let mut s = State::new(AddressPolicy::default());
+    s.add_source(
+        Arc::from("s"),
+        0,
+        SourceClass::Primary,
+        Duration::from_secs(60),
+    );
+    let (t0, wall) = (tokio::time::Instant::now(), SystemTime::UNIX_EPOCH);
+    s.apply(
+        0,
+        SourceEvent::Upsert(obs("k1", &[(AgentId, "agent-1")], &["/ip4/10.0.0.1/tcp/1"])),
+        t0,
+        wall,
+    );
+    // A 17 KiB key: dropped whole, the roster untouched.
+    let long_key = "k".repeat(17 * 1024);
+    s.apply(
+        0,
+        SourceEvent::Upsert(obs(&long_key, &[(AgentId, "agent-2")], &[])),
+        t0,
+        wall,
+    );
+    // A 2 KiB alias value and a 2 KiB DNS name: left out; the rest is kept.
+    let long_value = "v".repeat(2048);
+    let long_name = format!("/dns/{}/tcp/1", "a".repeat(2048));
+    s.apply(
+        0,
+        SourceEvent::Upsert(obs(
+            "k3",
+            &[(AgentId, "agent-3"), (PeerId, &long_value)],
+            &["/ip4/10.0.0.3/tcp/1", &long_name],
+        )),
+        t0,
+        wall,
+    );
+    s.check_invariants();
+    let roster = s.snapshot();
+    let ids: Vec<&str> = roster.peers.iter().map(|p| p.id.as_str()).collect();
+    assert_eq!(ids, ["agent-1", "agent-3"]);
+    let p3 = &roster.peers[1];
+    assert_eq!(p3.aliases, vec![Alias::agent_id("agent-3")]);
+    assert_eq!(p3.addrs, ["/ip4/10.0.0.3/tcp/1"]);
+    assert_eq!(s.dropped_addrs(), 1, "the overlong address counted");
+}
+
+/// The display id after a sighting joins a peer is told from the sighting
+/// alone when the peer's id is its merge's first alias (`id_after_join`);
+/// in tests every such answer is checked against the full merge. These are
+/// the cases where the two could part: an earlier alias taken by another
+/// peer, all of them taken, and an alias of the id's own kind arriving
+/// from a higher priority.
+#[test]
+fn display_ids_after_joins_match_the_full_merge() {
+    use super::state::{SourceClass, State};
+    use crate::addr::AddressPolicy;
+    use std::time::SystemTime;
+
+    let mut s = State::new(AddressPolicy::default());
+    s.add_source(
+        Arc::from("lo"),
+        10,
+        SourceClass::Primary,
+        Duration::from_secs(60),
+    );
+    s.add_source(
+        Arc::from("hi"),
+        100,
+        SourceClass::Primary,
+        Duration::from_secs(60),
+    );
+    let (t0, wall) = (tokio::time::Instant::now(), SystemTime::UNIX_EPOCH);
+    let mut up = |s: &mut State, src: u16, key: &str, aliases: &[(AliasKind, &str)]| {
+        s.apply(src, SourceEvent::Upsert(obs(key, aliases, &[])), t0, wall);
+        s.check_invariants();
+    };
+    let id_of = |s: &mut State, alias: &str| {
+        let r = s.snapshot();
+        r.peers
+            .iter()
+            .find(|p| p.aliases.iter().any(|a| a.value == alias))
+            .map(|p| p.id.clone())
+    };
+    up(&mut s, 0, "a", &[(PeerId, "x")]);
+    // An earlier alias is another peer's id: the next one is taken.
+    up(&mut s, 0, "b", &[(TaskId, "t-2")]);
+    up(
+        &mut s,
+        0,
+        "c",
+        &[(TaskId, "t-2"), (AgentId, "x"), (PeerId, "p-2")],
+    );
+    assert_eq!(id_of(&mut s, "t-2").as_deref(), Some("p-2"));
+    // All earlier aliases taken: the id stays, and the next join merges.
+    up(&mut s, 0, "d", &[(TaskId, "t-4")]);
+    up(&mut s, 0, "e", &[(TaskId, "t-4"), (AgentId, "x")]);
+    assert_eq!(id_of(&mut s, "t-4").as_deref(), Some("t-4"));
+    up(&mut s, 0, "f", &[(TaskId, "t-4"), (PeerId, "p-4")]);
+    assert_eq!(id_of(&mut s, "t-4").as_deref(), Some("p-4"));
+    // The id's own kind from a higher priority: that spelling comes first.
+    up(&mut s, 0, "g", &[(TaskId, "t-6")]);
+    up(&mut s, 1, "h", &[(TaskId, "t-6 ")]);
+    assert_eq!(id_of(&mut s, "t-6 ").as_deref(), Some("t-6 "));
+    assert_eq!(s.peer_count(), 4);
+}

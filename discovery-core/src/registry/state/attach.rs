@@ -12,8 +12,10 @@ use smallvec::smallvec;
 
 use super::alias_index::AliasHashes;
 use super::events::take_back;
+use super::ids::AfterJoin;
 use super::merge_view::{blank_peer, merged_aliases, Merged};
 use super::partition::{clash, merge_singular, singular_kinds, singular_values, REPEATS_A_KIND};
+use super::sighting_text::AliasRef;
 use super::{ids, kind_index, Members, ObsIdx, PeerEntry, PeerIdx, State};
 use crate::roster::RosterEvent;
 
@@ -107,23 +109,11 @@ impl State {
             return self.join_deferred(p, idx, members, joined_kinds);
         }
         let merged = Merged::of(&self.obs, &self.sources, &members);
-        let rank = self.peers[p as usize]
-            .as_ref()
-            .map_or(ids::NOT_FIRST, |pe| pe.id_rank);
-        let id = match self.entry(idx) {
-            Some(e) if !ids::may_rename(rank, e) => None,
-            _ => {
-                let id = self.unique_id(&merged.aliases, &members, Some(p));
-                Some((ids::id_rank(&merged.aliases, &id), id))
-            }
-        };
+        let (new_id, rank) = self.id_on_join(p, idx, &members, Some(&merged.aliases));
         let Some(pe) = self.peers[p as usize].as_mut() else {
             return;
         };
-        let new_id = id.and_then(|(rank, id)| {
-            pe.id_rank = rank;
-            (pe.view.id != *id).then(|| id.into_owned())
-        });
+        pe.id_rank = rank;
         let diff = merged.diff(&pe.view);
         pe.members = members;
         pe.singular_kinds |= joined_kinds;
@@ -157,30 +147,14 @@ impl State {
     /// and display id now (a rename folds into that event), its fields
     /// when the batch moves on (`deferred`).
     fn join_deferred(&mut self, p: PeerIdx, idx: ObsIdx, members: Members, joined_kinds: u8) {
-        let rank = self.peers[p as usize]
-            .as_ref()
-            .map_or(ids::NOT_FIRST, |pe| pe.id_rank);
-        let id = match self.entry(idx) {
-            Some(e) if !ids::may_rename(rank, e) => None,
-            _ => {
-                let aliases = merged_aliases(&self.obs, &members);
-                let id = self.unique_id(&aliases, &members, Some(p));
-                let rank = ids::id_rank(&aliases, &id);
-                if let Some(pe) = self.peers[p as usize].as_mut() {
-                    pe.id_rank = rank;
-                }
-                self.peers[p as usize]
-                    .as_ref()
-                    .is_some_and(|pe| pe.view.id != *id)
-                    .then(|| id.into_owned())
-            }
-        };
+        let (id, rank) = self.id_on_join(p, idx, &members, None);
         if let Some(e) = self.obs.get_mut(idx) {
             e.set_peer(Some(p));
         }
         let Some(pe) = self.peers[p as usize].as_mut() else {
             return;
         };
+        pe.id_rank = rank;
         pe.members = members;
         pe.singular_kinds |= joined_kinds;
         pe.isolated = true;
@@ -194,6 +168,50 @@ impl State {
         self.id_remove(self.id_hash(&was), p);
         self.id_insert(self.id_hash(&view.id), p);
         self.emit_change(view, Some(was), earlier);
+    }
+
+    /// Peer `p`'s display id once sighting `idx` joins it (`members`: with
+    /// it), if it changes, and its new `id_rank`: told from the sighting
+    /// when it can be (`id_after_join`), else from the merged aliases
+    /// (`merged`, or merged here).
+    fn id_on_join(
+        &self,
+        p: PeerIdx,
+        idx: ObsIdx,
+        members: &[ObsIdx],
+        merged: Option<&[AliasRef]>,
+    ) -> (Option<String>, u8) {
+        let pe = self.peers[p as usize].as_ref();
+        let (current, rank) = (
+            pe.map(|pe| &*pe.view.id),
+            pe.map_or(ids::NOT_FIRST, |pe| pe.id_rank),
+        );
+        let renamed = |id: &str| (current != Some(id)).then(|| id.to_owned());
+        let from_merge = || {
+            let own;
+            let aliases = match merged {
+                Some(a) => a,
+                None => {
+                    own = merged_aliases(&self.obs, members);
+                    &own[..]
+                }
+            };
+            let id = self.unique_id(aliases, members, Some(p));
+            (renamed(&id), ids::id_rank(aliases, &id))
+        };
+        let quick = match self
+            .entry(idx)
+            .zip(current)
+            .and_then(|(e, id)| self.id_after_join(e, id, rank, p))
+        {
+            Some(AfterJoin::Keeps(rank)) => (None, rank),
+            Some(AfterJoin::Takes(id, rank)) => (renamed(id), rank),
+            None => return from_merge(),
+        };
+        // Tests only: the shortcut answers exactly as the merge would.
+        #[cfg(test)]
+        assert_eq!(quick, from_merge(), "display id after a join");
+        quick
     }
 
     /// `None` when only a re-partition can tell: it links to two peers, to

@@ -3,6 +3,8 @@
 
 use std::borrow::Cow;
 
+use smallvec::SmallVec;
+
 use super::sighting_text::AliasRef;
 use super::{kind_index, AliasKind, ObsEntry, ObsIdx, PeerIdx, State};
 
@@ -19,7 +21,8 @@ fn id_value<'a>(a: &AliasRef<'a>) -> &'a str {
 }
 
 /// `PeerEntry::id_rank` for display id `id` chosen from merged `aliases`
-/// (sorted by kind): the first alias's kind rank when the id is that alias.
+/// (sorted by kind): the first alias's kind rank when the id is that alias
+/// (then `State::id_after_join` can tell what a joining sighting does).
 pub(super) fn id_rank(aliases: &[AliasRef], id: &str) -> u8 {
     match aliases.first() {
         Some(a) if id_value(a) == id => kind_index(a.kind) as u8,
@@ -27,13 +30,13 @@ pub(super) fn id_rank(aliases: &[AliasRef], id: &str) -> u8 {
     }
 }
 
-/// Whether sighting `e` joining a peer whose `id_rank` is `rank` may change
-/// its display id. When the id is the merge's first alias and the sighting
-/// brings only aliases of later kinds, that alias stays first (the merge
-/// sorts by kind, stably, and dedups within a kind) and stays the peer's
-/// own: `unique_id` would give the same id, so it is not asked.
-pub(super) fn may_rename(rank: u8, e: &ObsEntry) -> bool {
-    rank == NOT_FIRST || e.text.aliases().any(|a| kind_index(a.kind) as u8 <= rank)
+/// What a sighting joining a peer does to the peer's display id, told from
+/// the sighting alone (`State::id_after_join`).
+pub(super) enum AfterJoin<'a> {
+    /// The id stays; the peer's `id_rank` becomes this.
+    Keeps(u8),
+    /// The id becomes this alias value, with this `id_rank`.
+    Takes(&'a str, u8),
 }
 
 /// Display id to peer, by the hash of the id: no copy of the id text is
@@ -63,6 +66,67 @@ impl State {
     /// Forgets that `slot` goes by the display id whose hash is `h`.
     pub(super) fn id_remove(&mut self, h: u64, slot: PeerIdx) {
         self.peer_ids.remove(h, slot);
+    }
+
+    /// The display id after sighting `e` joins peer `own`, whose `id_rank`
+    /// is `rank`, without merging the peer's aliases; `None` when only that
+    /// merge can tell. The id is the merge's first alias of kind `rank`,
+    /// so every alias of an earlier kind comes from `e`: in the merge they
+    /// stand first, in `e`'s order sorted by kind, and the first of them not
+    /// held by another peer becomes the id (`unique_id`'s rule). An alias of
+    /// kind `rank` other than the id's own value, or two spellings of one
+    /// value, take the merge.
+    pub(super) fn id_after_join<'a>(
+        &self,
+        e: &'a ObsEntry,
+        id: &str,
+        rank: u8,
+        own: PeerIdx,
+    ) -> Option<AfterJoin<'a>> {
+        if rank == NOT_FIRST {
+            return None;
+        }
+        let mut earlier: SmallVec<[AliasRef<'a>; 4]> = SmallVec::new();
+        for a in e.text.aliases() {
+            let r = kind_index(a.kind) as u8;
+            if r == rank {
+                // The id's own value again (a container id in either form)
+                // leaves the merge's first alias as it is; any other value
+                // or spelling of its kind may come first: merge.
+                if id_value(&a) != id {
+                    return None;
+                }
+                continue;
+            }
+            if r < rank {
+                let v = a.match_value();
+                if earlier
+                    .iter()
+                    .any(|b| b.kind == a.kind && b.match_value() == v)
+                {
+                    return None;
+                }
+                earlier.push(a);
+            }
+        }
+        if earlier.is_empty() {
+            return Some(AfterJoin::Keeps(rank));
+        }
+        earlier.sort_by_key(|a| kind_index(a.kind));
+        for (i, a) in earlier.iter().enumerate() {
+            let v = id_value(a);
+            let holder = self.id_lookup(v);
+            if holder.is_none() || holder == Some(own) {
+                let r = if i == 0 {
+                    kind_index(a.kind) as u8
+                } else {
+                    NOT_FIRST
+                };
+                return Some(AfterJoin::Takes(v, r));
+            }
+        }
+        // All taken: the id stays, no longer the merge's first alias.
+        Some(AfterJoin::Keeps(NOT_FIRST))
     }
 
     /// The display id: the best alias not already taken by another peer
