@@ -1038,7 +1038,7 @@ fn display_ids_after_joins_match_the_full_merge() {
         Duration::from_secs(60),
     );
     let (t0, wall) = (tokio::time::Instant::now(), SystemTime::UNIX_EPOCH);
-    let mut up = |s: &mut State, src: u16, key: &str, aliases: &[(AliasKind, &str)]| {
+    let up = |s: &mut State, src: u16, key: &str, aliases: &[(AliasKind, &str)]| {
         s.apply(src, SourceEvent::Upsert(obs(key, aliases, &[])), t0, wall);
         s.check_invariants();
     };
