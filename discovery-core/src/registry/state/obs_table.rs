@@ -1,7 +1,7 @@
 //! The sightings, by slot number, in chunks of fixed size: a table that
 //! grows by doubling leaves up to half of itself unused (75 % of a 128-byte
 //! slot per sighting at 300k sightings); chunks leave at most one chunk's
-//! tail, and growing never moves what is stored.
+//! tail, and growing never moves what is stored beyond the first chunk.
 
 use super::{ObsEntry, ObsIdx};
 
@@ -45,7 +45,11 @@ impl ObsTable {
     pub(super) fn push(&mut self, e: ObsEntry) -> ObsIdx {
         let idx = self.len as ObsIdx;
         if self.chunks.last().is_none_or(|c| c.len() == CHUNK) {
-            self.chunks.push(Vec::new());
+            // The first chunk grows as a small table would; the next ones
+            // come when a thousand sightings are in, whole: growing them
+            // copied each twice over.
+            let room = if self.chunks.is_empty() { 0 } else { CHUNK };
+            self.chunks.push(Vec::with_capacity(room));
         }
         let last = self.chunks.last_mut().expect("a chunk was just ensured");
         if last.len() == last.capacity() {
@@ -65,5 +69,53 @@ impl ObsTable {
             .flatten()
             .enumerate()
             .filter_map(|(i, e)| Some((i as ObsIdx, e.as_ref()?)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::time::{Duration, SystemTime};
+
+    use super::super::{SourceClass, State};
+    use super::{ObsIdx, CHUNK};
+    use crate::addr::AddressPolicy;
+    use crate::model::{Alias, Observation};
+    use crate::source::SourceEvent;
+
+    fn sighting(key: &str) -> SourceEvent {
+        let mut o = Observation::new(key);
+        o.aliases.push(Alias::agent_id(format!("agent-{key}")));
+        SourceEvent::Upsert(o)
+    }
+
+    #[test]
+    fn chunks_fill_whole_and_vacated_slots_are_reused() {
+        let mut s = State::new(AddressPolicy::default());
+        s.add_source(
+            Arc::from("s"),
+            0,
+            SourceClass::Primary,
+            Duration::from_secs(60),
+        );
+        let (t0, wall) = (tokio::time::Instant::now(), SystemTime::UNIX_EPOCH);
+        let n = 2 * CHUNK + 10;
+        for i in 0..n {
+            s.apply(0, sighting(&format!("k{i}")), t0, wall);
+        }
+        let t = &s.obs;
+        assert_eq!((t.len(), t.iter().count(), t.chunks.len()), (n, n, 3));
+        assert!(
+            t.chunks.iter().all(|c| c.capacity() == CHUNK),
+            "no chunk past its size"
+        );
+        assert!(t.get(n as ObsIdx).is_none() && t.get(5).is_some());
+        s.apply(0, SourceEvent::Remove { key: "k5".into() }, t0, wall);
+        assert!(s.obs.get(5).is_none());
+        assert_eq!(s.obs.iter().count(), n - 1);
+        s.apply(0, sighting("new"), t0, wall);
+        assert_eq!(s.obs.len(), n, "the vacated slot is taken, not a new one");
+        assert!(s.obs.get(5).is_some());
+        s.check_invariants();
     }
 }
