@@ -904,23 +904,39 @@ fn incremental_merge_equals_merge_from_scratch() {
     }
 }
 
+/// A merge state with primary sources of these names and priorities, and
+/// the instant and wall time its tests apply events at.
+pub(super) fn primaries(
+    sources: &[(&str, i32)],
+) -> (
+    super::state::State,
+    tokio::time::Instant,
+    std::time::SystemTime,
+) {
+    use super::state::{SourceClass, State};
+    let mut s = State::new(crate::addr::AddressPolicy::default());
+    for (name, priority) in sources {
+        s.add_source(
+            Arc::from(*name),
+            *priority,
+            SourceClass::Primary,
+            Duration::from_secs(1 << 20),
+        );
+    }
+    (
+        s,
+        tokio::time::Instant::now(),
+        std::time::SystemTime::UNIX_EPOCH,
+    )
+}
+
 /// The expiry queue drops entries lazily: removals and earlier expiries
 /// leave stale entries behind, which stay bounded and never expire anything.
 #[test]
 fn expiry_queue_stays_bounded_under_removals_and_expires_exactly_the_live() {
-    use super::state::{SourceClass, State};
-    use crate::addr::AddressPolicy;
-    use std::time::SystemTime;
+    use super::state::State;
 
-    let mut s = State::new(AddressPolicy::default());
-    s.add_source(
-        Arc::from("s"),
-        0,
-        SourceClass::Primary,
-        Duration::from_secs(1 << 20),
-    );
-    let t0 = tokio::time::Instant::now();
-    let wall = SystemTime::UNIX_EPOCH;
+    let (mut s, t0, wall) = primaries(&[("s", 0)]);
     let upsert = |s: &mut State, i: usize, ttl: u64| {
         let mut o = obs(&format!("k{i}"), &[(AgentId, &format!("agent-{i}"))], &[]);
         o.ttl = Some(Duration::from_secs(ttl));
@@ -963,18 +979,7 @@ fn expiry_queue_stays_bounded_under_removals_and_expires_exactly_the_live() {
 /// each is counted; the rest of the observation and the roster stay.
 #[test]
 fn overlong_keys_aliases_and_addresses_are_dropped_and_counted() {
-    use super::state::{SourceClass, State};
-    use crate::addr::AddressPolicy;
-    use std::time::SystemTime;
-
-    let mut s = State::new(AddressPolicy::default());
-    s.add_source(
-        Arc::from("s"),
-        0,
-        SourceClass::Primary,
-        Duration::from_secs(60),
-    );
-    let (t0, wall) = (tokio::time::Instant::now(), SystemTime::UNIX_EPOCH);
+    let (mut s, t0, wall) = primaries(&[("s", 0)]);
     s.apply(
         0,
         SourceEvent::Upsert(obs("k1", &[(AgentId, "agent-1")], &["/ip4/10.0.0.1/tcp/1"])),
@@ -1020,24 +1025,9 @@ fn overlong_keys_aliases_and_addresses_are_dropped_and_counted() {
 /// from a higher priority.
 #[test]
 fn display_ids_after_joins_match_the_full_merge() {
-    use super::state::{SourceClass, State};
-    use crate::addr::AddressPolicy;
-    use std::time::SystemTime;
+    use super::state::State;
 
-    let mut s = State::new(AddressPolicy::default());
-    s.add_source(
-        Arc::from("lo"),
-        10,
-        SourceClass::Primary,
-        Duration::from_secs(60),
-    );
-    s.add_source(
-        Arc::from("hi"),
-        100,
-        SourceClass::Primary,
-        Duration::from_secs(60),
-    );
-    let (t0, wall) = (tokio::time::Instant::now(), SystemTime::UNIX_EPOCH);
+    let (mut s, t0, wall) = primaries(&[("lo", 10), ("hi", 100)]);
     let up = |s: &mut State, src: u16, key: &str, aliases: &[(AliasKind, &str)]| {
         s.apply(src, SourceEvent::Upsert(obs(key, aliases, &[])), t0, wall);
         s.check_invariants();

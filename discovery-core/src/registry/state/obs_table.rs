@@ -74,12 +74,7 @@ impl ObsTable {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
-    use std::time::{Duration, SystemTime};
-
-    use super::super::{SourceClass, State};
     use super::{ObsIdx, CHUNK};
-    use crate::addr::AddressPolicy;
     use crate::model::{Alias, Observation};
     use crate::source::SourceEvent;
 
@@ -91,14 +86,7 @@ mod tests {
 
     #[test]
     fn chunks_fill_whole_and_vacated_slots_are_reused() {
-        let mut s = State::new(AddressPolicy::default());
-        s.add_source(
-            Arc::from("s"),
-            0,
-            SourceClass::Primary,
-            Duration::from_secs(60),
-        );
-        let (t0, wall) = (tokio::time::Instant::now(), SystemTime::UNIX_EPOCH);
+        let (mut s, t0, wall) = crate::registry::tests::primaries(&[("s", 0)]);
         let n = 2 * CHUNK + 10;
         for i in 0..n {
             s.apply(0, sighting(&format!("k{i}")), t0, wall);
