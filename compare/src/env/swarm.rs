@@ -111,6 +111,10 @@ pub(crate) struct Swarm {
     torn_down: bool,
 }
 
+/// How many replicas of one `start_agents` may fail to start and be replaced
+/// before the run gives up.
+const MAX_REPLACED_STARTS: usize = 3;
+
 /// `docker -H HOST ARGS...`.
 async fn dk(host: &str, args: &[&str]) -> Result<String, BoxError> {
     let mut argv = vec!["docker", "-H", host];
@@ -408,6 +412,7 @@ impl Swarm {
             .await?;
         }
         self.wanted = total;
+        let mut replaced = 0;
         let deadline = tokio::time::Instant::now() + self.sc.swarm.up_timeout;
         loop {
             let tasks = self.tasks().await?;
@@ -426,25 +431,57 @@ impl Swarm {
                 }
                 return Ok(out);
             }
-            let failed: Vec<String> = tasks
+            let failed: Vec<(String, String)> = tasks
                 .iter()
                 .filter(|t| !self.known_tasks.contains(&t.id))
                 .filter(|t| matches!(t.status.state.as_str(), "rejected" | "failed"))
                 .map(|t| {
-                    format!(
-                        "task {} on {}: {}",
+                    let why = format!(
+                        "task {} on {} ({}): {}",
                         t.id,
                         self.node_name(&t.node_id),
+                        t.status.state,
                         t.status.err.clone().unwrap_or_default()
-                    )
+                    );
+                    (t.id.clone(), why)
                 })
                 .collect();
-            if let Some(f) = failed.first() {
-                return Err(format!(
-                    "replicas failed to start ({} so far), e.g. {f}",
-                    failed.len()
+            let never_ran = |why: &String| {
+                why.contains(": starting container failed") || why.contains("(rejected)")
+            };
+            if let Some((_, why)) = failed.iter().find(|(_, why)| !never_ran(why)) {
+                return Err(format!("a new replica failed after it started: {why}").into());
+            }
+            if !failed.is_empty() {
+                // Docker fails a container start now and then on a busy host
+                // (moby#48783: the remount of a config's tmpfs races and answers
+                // EBUSY). With restart-condition none Swarm never retries, so ask
+                // it for a replacement (scaling up adds a slot; the dead one stays
+                // dead) a bounded number of times. A task that never started is
+                // no agent of the truth.
+                replaced += failed.len();
+                if replaced > MAX_REPLACED_STARTS {
+                    return Err(format!(
+                        "replicas failed to start ({replaced} so far, {MAX_REPLACED_STARTS} replaced), e.g. {}",
+                        failed[0].1
+                    )
+                    .into());
+                }
+                for (task, why) in &failed {
+                    tracing::warn!(%task, error = %why, "a replica failed to start: asking Swarm for a replacement");
+                    self.known_tasks.insert(task.clone());
+                }
+                self.wanted += failed.len();
+                dk(
+                    &host,
+                    &[
+                        "service",
+                        "scale",
+                        "-d",
+                        &format!("{}={}", self.svc, self.wanted),
+                    ],
                 )
-                .into());
+                .await?;
             }
             if tokio::time::Instant::now() >= deadline {
                 return Err(format!(
