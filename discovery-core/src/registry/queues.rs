@@ -65,7 +65,8 @@ impl Queues {
 
     /// An event already queued by any source, round-robin, without waiting.
     pub(super) fn try_recv(&mut self) -> Option<(SourceIdx, SourceEvent)> {
-        self.adopt(None);
+        // Sources added since the last wait join at the next one (`recv`
+        // takes them in first): looking for them here would cost every event.
         self.turn(
             |rx, _: &mut ()| match rx.try_recv() {
                 Ok(ev) => Poll::Ready(Some(ev)),
@@ -77,7 +78,7 @@ impl Queues {
     }
 
     fn poll_next(&mut self, cx: &mut Context<'_>) -> Poll<Option<(SourceIdx, SourceEvent)>> {
-        self.adopt(Some(&mut *cx));
+        self.adopt(cx);
         if let Some(ev) = self.turn(|rx, cx: &mut &mut Context<'_>| rx.poll_recv(cx), cx) {
             return Poll::Ready(Some(ev));
         }
@@ -88,22 +89,12 @@ impl Queues {
     }
 
     /// Takes in the queues of sources added since the last call.
-    fn adopt(&mut self, mut cx: Option<&mut Context<'_>>) {
+    fn adopt(&mut self, cx: &mut Context<'_>) {
         while !self.new_closed {
-            let got = match cx.as_deref_mut() {
-                Some(cx) => match self.new.poll_recv(cx) {
-                    Poll::Ready(r) => r,
-                    Poll::Pending => return,
-                },
-                None => match self.new.try_recv() {
-                    Ok(r) => Some(r),
-                    Err(mpsc::error::TryRecvError::Empty) => return,
-                    Err(mpsc::error::TryRecvError::Disconnected) => None,
-                },
-            };
-            match got {
-                Some(q) => self.live.push(q),
-                None => self.new_closed = true,
+            match self.new.poll_recv(cx) {
+                Poll::Ready(Some(q)) => self.live.push(q),
+                Poll::Ready(None) => self.new_closed = true,
+                Poll::Pending => return,
             }
         }
     }
