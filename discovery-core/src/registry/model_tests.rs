@@ -96,6 +96,20 @@ fn random_obs(rng: &mut Rng) -> Observation {
             o.aliases.push(Alias::new(k, value));
         }
     }
+    // Now and then a second value of a kind the sighting already holds (a
+    // source that reports two agent ids): the registry must then compare
+    // values, where one value a kind lets it go by which kinds linked.
+    if rng.chance(10) {
+        if let Some(a) = o.aliases.first().cloned() {
+            let v = rng.below(VALUES);
+            let value = match a.kind {
+                AliasKind::AgentId => format!("agent-{v}"),
+                AliasKind::PeerId => format!("12D3KooW{v}"),
+                _ => format!("c{v}c{v}c{v}c{v}c{v}c{v}"),
+            };
+            o.aliases.push(Alias::new(a.kind, value));
+        }
+    }
     // Metadata and addresses change without the aliases too (the view-only path).
     o.meta = random_meta(rng);
     // Up to three addresses, repeats and a loopback one (dropped) among them,
