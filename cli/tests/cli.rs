@@ -154,6 +154,56 @@ fn check_config_names_a_misspelled_key_and_exits_non_zero() {
     assert!(!out.status.success());
 }
 
+/// Issue 8, finding 4: a primary whose only file is refused at start never
+/// synced, so `rollcall peers` must not print an empty roster as the truth:
+/// it exits 3 and names the source and why. With a second primary that did
+/// sync, the same refused file is a warning and the run succeeds.
+#[test]
+fn peers_exits_3_when_no_primary_ever_synced_and_says_why() {
+    let dir = tempfile::tempdir().unwrap();
+    let big: String = (0..200)
+        .map(|i| format!("[[peers]]\nid = \"agent-{i}\"\naddrs = [\"10.0.0.{}:9000\"]\n", i % 250))
+        .collect();
+    let file = write(dir.path(), "peers.toml", &big);
+    let refused = format!(
+        "[sources.list]\ntype = \"static\"\nfile = {:?}\nmax_file_bytes = 1024\n",
+        file.display().to_string()
+    );
+    let only_refused = write(dir.path(), "refused.toml", &refused);
+    let out = rollcall()
+        .args(["peers", "--wait", "5s", "-c"])
+        .arg(&only_refused)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "stderr: {err}");
+    assert!(err.contains("no primary source ever synced"), "{err}");
+    assert!(
+        err.contains("source `list`") && err.contains("max_file_bytes"),
+        "the source and the fix are named: {err}"
+    );
+
+    let with_good = write(
+        dir.path(),
+        "mixed.toml",
+        &format!(
+            "{refused}\n[sources.inventory]\ntype = \"static\"\npeers = [{{ id = \"walnut\", addrs = [\"10.0.1.7:9000\"] }}]\n"
+        ),
+    );
+    let out = rollcall()
+        .args(["peers", "--wait", "5s", "-c"])
+        .arg(&with_good)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "stderr: {err}");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("walnut"));
+    assert!(
+        err.contains("source `list` is degraded"),
+        "the failed source is not hidden: {err}"
+    );
+}
+
 #[test]
 fn config_errors_name_the_key_and_the_fix() {
     let cases = [
