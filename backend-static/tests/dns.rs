@@ -190,3 +190,100 @@ async fn names_in_a_reloaded_file_are_resolved_at_once() {
     assert!(is_ok(&reg), "{}", last_error(&reg));
     reg.shutdown().await;
 }
+
+/// Issue 8, finding 3, as it was reported: a static primary re-resolving every
+/// second with one name that does not resolve, and a static fallback. Each
+/// refresh used to report the source ok and then degraded, and the fallback
+/// joined and left every time. Now the source stays degraded with what it
+/// has (reported once), and the fallback, standing in, does not flap.
+#[tokio::test]
+async fn finding3_an_unresolvable_name_refreshed_every_second_flaps_nothing() {
+    use discovery_core::{Health, RegistryBuilder, RegistryConfig, Role, SourceOptions};
+    use discovery_core::{RosterEvent, WatchUpdate};
+
+    let dns = DnsServer::start().await;
+    dns.set("ok.rollcall.test", Zone::Records(ips(&["10.9.3.1"])));
+    let primary = config(&format!(
+        r#"
+        dns_servers = ["127.0.0.1:{port}"]
+        dns_refresh = "1s"
+        peers = [{{ id = "ok", addrs = ["ok.rollcall.test:1"] }}, {{ id = "ghost", addrs = ["ghost.rollcall.test:1"] }}]"#,
+        port = dns.port()
+    ));
+    let fallback = config(r#"peers = [{ id = "seed-walnut", addrs = ["10.9.9.9:9000"] }]"#);
+    let reg = RegistryBuilder::new(RegistryConfig::default())
+        .source(
+            "inventory",
+            SourceOptions {
+                priority: 100,
+                ..Default::default()
+            },
+            backend_static::StaticSource::new(primary).expect("valid config"),
+        )
+        .source(
+            "seeds",
+            SourceOptions {
+                role: Role::Fallback,
+                ..Default::default()
+            },
+            backend_static::StaticSource::new(fallback).expect("valid config"),
+        )
+        .start()
+        .expect("registry starts");
+    let mut watch = reg.watch();
+    let health = |reg: &discovery_core::Registry| {
+        reg.sources()
+            .into_iter()
+            .find(|s| s.name == "inventory")
+            .map(|s| s.health)
+    };
+    // Four refreshes and a half; the source's health sampled every 20 ms.
+    let end = tokio::time::Instant::now() + Duration::from_millis(4500);
+    let mut healths: Vec<Health> = Vec::new();
+    let (mut joined, mut left) = (Vec::new(), Vec::new());
+    loop {
+        if let Some(h) = health(&reg) {
+            if healths.last() != Some(&h) {
+                healths.push(h);
+            }
+        }
+        let now = tokio::time::Instant::now();
+        if now >= end {
+            break;
+        }
+        let step = (end - now).min(Duration::from_millis(20));
+        match tokio::time::timeout(step, watch.next()).await {
+            Ok(Some(WatchUpdate::Event(RosterEvent::Joined { peer, .. }))) => {
+                joined.push(peer.id.clone())
+            }
+            Ok(Some(WatchUpdate::Event(RosterEvent::Left { peer, .. }))) => {
+                left.push(peer.id.clone())
+            }
+            Ok(Some(_)) | Err(_) => {}
+            Ok(None) => panic!("the watch ended"),
+        }
+    }
+    assert_eq!(
+        healths.last(),
+        Some(&Health::Degraded),
+        "the partly failed refresh is degraded: {healths:?}"
+    );
+    assert!(
+        !healths.contains(&Health::Ok),
+        "never ok-then-degraded per tick: {healths:?}"
+    );
+    assert!(left.is_empty(), "nobody left: {left:?}");
+    assert!(
+        joined.iter().filter(|id| *id == "seed-walnut").count() <= 1,
+        "the fallback joined once at most: {joined:?}"
+    );
+    // What the primary could resolve is listed, and so is the fallback that
+    // stands in while the primary is degraded.
+    assert_eq!(
+        ids(&reg),
+        ["ghost", "ok", "seed-walnut"],
+        "{:#?}",
+        reg.snapshot()
+    );
+    reg.shutdown().await;
+}

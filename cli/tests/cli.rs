@@ -162,7 +162,12 @@ fn check_config_names_a_misspelled_key_and_exits_non_zero() {
 fn peers_exits_3_when_no_primary_ever_synced_and_says_why() {
     let dir = tempfile::tempdir().unwrap();
     let big: String = (0..200)
-        .map(|i| format!("[[peers]]\nid = \"agent-{i}\"\naddrs = [\"10.0.0.{}:9000\"]\n", i % 250))
+        .map(|i| {
+            format!(
+                "[[peers]]\nid = \"agent-{i}\"\naddrs = [\"10.0.0.{}:9000\"]\n",
+                i % 250
+            )
+        })
         .collect();
     let file = write(dir.path(), "peers.toml", &big);
     let refused = format!(
