@@ -252,6 +252,18 @@ async fn tasks_on_both_nodes_are_found_with_their_node() {
         "{reason}"
     );
     println!("on the worker: {reason}");
+    // Issue 8, finding 4: never synced, so not ready (`rollcall peers` then
+    // exits 3 with this reason; `/readyz` answers 503 with it).
+    assert!(
+        !on_worker.ready(),
+        "a source that never synced is not ready"
+    );
+    let why = on_worker.not_ready_reasons();
+    assert!(
+        why.iter()
+            .any(|r| r.contains("never synced") && r.contains("is a swarm worker")),
+        "{why:?}"
+    );
     on_worker.shutdown().await;
 
     // A crash on the worker: no event reaches the manager's stream, the
