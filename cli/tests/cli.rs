@@ -154,6 +154,17 @@ fn check_config_names_a_misspelled_key_and_exits_non_zero() {
     assert!(!out.status.success());
 }
 
+/// `rollcall peers` on `config`: its exit code, stdout and stderr.
+fn peers_table(config: &Path) -> (Option<i32>, String, String) {
+    let out = rollcall()
+        .args(["peers", "--wait", "5s", "-c"])
+        .arg(config)
+        .output()
+        .unwrap();
+    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+    (out.status.code(), text(&out.stdout), text(&out.stderr))
+}
+
 /// Issue 8, finding 4: a primary whose only file is refused at start never
 /// synced, so `rollcall peers` must not print an empty roster as the truth:
 /// it exits 3 and names the source and why. With a second primary that did
@@ -174,14 +185,8 @@ fn peers_exits_3_when_no_primary_ever_synced_and_says_why() {
         "[sources.list]\ntype = \"static\"\nfile = {:?}\nmax_file_bytes = 1024\n",
         file.display().to_string()
     );
-    let only_refused = write(dir.path(), "refused.toml", &refused);
-    let out = rollcall()
-        .args(["peers", "--wait", "5s", "-c"])
-        .arg(&only_refused)
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(3), "stderr: {err}");
+    let (code, _, err) = peers_table(&write(dir.path(), "refused.toml", &refused));
+    assert_eq!(code, Some(3), "stderr: {err}");
     assert!(err.contains("no primary source ever synced"), "{err}");
     assert!(
         err.contains("source `list`") && err.contains("max_file_bytes"),
@@ -195,14 +200,9 @@ fn peers_exits_3_when_no_primary_ever_synced_and_says_why() {
             "{refused}\n[sources.inventory]\ntype = \"static\"\npeers = [{{ id = \"walnut\", addrs = [\"10.0.1.7:9000\"] }}]\n"
         ),
     );
-    let out = rollcall()
-        .args(["peers", "--wait", "5s", "-c"])
-        .arg(&with_good)
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "stderr: {err}");
-    assert!(String::from_utf8_lossy(&out.stdout).contains("walnut"));
+    let (code, table, err) = peers_table(&with_good);
+    assert_eq!(code, Some(0), "stderr: {err}");
+    assert!(table.contains("walnut"), "{table}");
     assert!(
         err.contains("source `list` is degraded"),
         "the failed source is not hidden: {err}"
