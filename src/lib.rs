@@ -1,7 +1,8 @@
 //! rollcall: find every peer of a cluster and keep one deduplicated, current roster.
 //!
 //! This facade re-exports [`discovery_core`] and each backend behind a feature
-//! named after it (`static`, `nats`, `swarm`; `full` for all), and turns a
+//! named after it (`static`, `nats`, `swarm`, `mdns`, `dht`; `full` for all;
+//! `tower` for `Registry::peer_changes`), and turns a
 //! configuration file into a running [`Registry`]. It compiles nothing of the
 //! CLI and daemon (crate `rollcall-cli`, the `rollcall` binary) or of the
 //! comparison harness (crate `rollcall-compare`).

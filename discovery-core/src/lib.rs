@@ -17,6 +17,8 @@ pub mod config;
 pub mod identity;
 pub mod labels;
 pub mod model;
+#[cfg(feature = "tower")]
+mod peer_changes;
 mod registry;
 pub mod roster;
 #[cfg(feature = "signed")]
@@ -29,6 +31,8 @@ pub use config::{IdentityConfig, LocalConfig, RegistryConfig, SourceCommon};
 pub use labels::Labels;
 pub use model::{Alias, AliasKind, LocalPeer, Metadata, Observation, Role};
 pub use multiaddr::{self, Multiaddr};
+#[cfg(feature = "tower")]
+pub use peer_changes::{PeerChanges, RegistryFailed};
 pub use registry::{
     Registry, RegistryBuilder, RegistryError, RosterView, SourceOptions, Watch, WatchUpdate,
 };
