@@ -10,6 +10,8 @@ pub(crate) enum ParseError {
     Unknown,
     Planned,
     NotCompiled(&'static str),
+    // Never built when no backend is compiled in (a facade for `tower` alone).
+    #[allow(dead_code)]
     Invalid(Box<serde_path_to_error::Error<config::ConfigError>>),
 }
 
