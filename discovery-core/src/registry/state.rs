@@ -157,7 +157,7 @@ struct PeerEntry {
     /// A renewal since the view's times were written (`seen`).
     seen_stale: bool,
     /// The kind rank of its merge's first alias when that alias is its
-    /// display id, else `ids::NOT_FIRST` (`ids::may_rename`).
+    /// display id, else `ids::NOT_FIRST` (`State::id_after_join`).
     id_rank: u8,
     /// The singular kinds its sightings hold (`partition::singular_kinds`):
     /// a joining sighting can clash only on one of these (`attach`).
@@ -173,7 +173,6 @@ pub(crate) struct State {
     policy: AddressPolicy,
     sources: Vec<SourceMeta>,
     obs: obs_table::ObsTable,
-    free_obs: Vec<ObsIdx>,
     /// Strong alias (by kind, keyed by the hash of its match value) to the
     /// observations claiming it. A hash collision only widens a component;
     /// the partition compares the real values.
@@ -229,7 +228,6 @@ impl State {
             policy,
             sources: Vec::new(),
             obs: Default::default(),
-            free_obs: Vec::new(),
             alias_index: Default::default(),
             hasher: ahash::RandomState::new(),
             key_check: ahash::RandomState::new(),

@@ -141,15 +141,7 @@ impl State {
             active,
         };
         self.reuse(addrs);
-        let idx = match self.free_obs.pop() {
-            Some(i) => {
-                if let Some(slot) = self.obs.slot(i) {
-                    *slot = Some(entry);
-                }
-                i
-            }
-            None => self.obs.push(entry),
-        };
+        let idx = self.obs.insert(entry);
         self.sources[src as usize].keys.insert(key_hashes.0, idx);
         self.set_expiry(idx, o.ttl.map(|t| now.after(t)));
         if active {
@@ -211,12 +203,11 @@ impl State {
         let seeds = self.alias_neighbours(idx);
         self.unindex(idx);
         self.set_expiry(idx, None);
-        let Some(e) = self.obs.slot(idx).and_then(|o| o.take()) else {
+        let Some(e) = self.obs.take(idx) else {
             return;
         };
         let h = self.hasher.hash_one(e.text.key());
         self.sources[e.source as usize].keys.remove(h, idx);
-        self.free_obs.push(idx);
         if let Some(p) = e.peer() {
             if let Some(pe) = self.peers[p as usize].as_mut() {
                 pe.members.retain(|m| *m != idx);

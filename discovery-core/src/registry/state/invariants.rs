@@ -67,7 +67,7 @@ impl State {
                 p.view.id
             );
             if p.id_rank != super::ids::NOT_FIRST {
-                // The shortcut `ids::may_rename` relies on: the id is the
+                // The shortcut `State::id_after_join` relies on: the id is the
                 // merge's first alias, of that rank, and a recompute keeps it.
                 let aliases = super::merge_view::merged_aliases(&self.obs, &p.members);
                 assert_eq!(

@@ -13,6 +13,8 @@ pub(super) struct ObsTable {
     /// Every chunk but the last holds `CHUNK` slots; the last grows to it.
     chunks: Vec<Vec<Option<ObsEntry>>>,
     len: usize,
+    /// Vacated slots, taken again before a new one.
+    free: Vec<ObsIdx>,
 }
 
 fn split(idx: ObsIdx) -> (usize, usize) {
@@ -35,14 +37,30 @@ impl ObsTable {
         self.slot(idx)?.as_mut()
     }
 
-    /// The slot itself: to vacate it (`take`) or fill it again.
-    pub(super) fn slot(&mut self, idx: ObsIdx) -> Option<&mut Option<ObsEntry>> {
+    fn slot(&mut self, idx: ObsIdx) -> Option<&mut Option<ObsEntry>> {
         let (c, i) = split(idx);
         self.chunks.get_mut(c)?.get_mut(i)
     }
 
-    /// Stores `e` in a new slot.
-    pub(super) fn push(&mut self, e: ObsEntry) -> ObsIdx {
+    /// Stores `e` in a vacated slot, or else a new one.
+    pub(super) fn insert(&mut self, e: ObsEntry) -> ObsIdx {
+        while let Some(idx) = self.free.pop() {
+            if let Some(slot @ None) = self.slot(idx) {
+                *slot = Some(e);
+                return idx;
+            }
+        }
+        self.push(e)
+    }
+
+    /// Vacates slot `idx`, for a later `insert`.
+    pub(super) fn take(&mut self, idx: ObsIdx) -> Option<ObsEntry> {
+        let e = self.slot(idx)?.take()?;
+        self.free.push(idx);
+        Some(e)
+    }
+
+    fn push(&mut self, e: ObsEntry) -> ObsIdx {
         let idx = self.len as ObsIdx;
         if self.chunks.last().is_none_or(|c| c.len() == CHUNK) {
             // The first chunk grows as a small table would; the next ones

@@ -136,9 +136,9 @@ pub(super) enum Refused {
     TooLong,
 }
 
-/// Key, aliases and addresses in one `str`: the key, each alias value that
-/// is not the key's, each address, then the header (above). An alias with
-/// the key's value points at the key's text.
+/// Key, aliases and addresses in one `str`: the header (above), then the
+/// key, each alias value that is not the key's, and each address. An alias
+/// with the key's value points at the key's text.
 #[derive(Debug)]
 pub(super) struct SightingText(Box<str>);
 
@@ -166,20 +166,51 @@ fn clean(input: &[Alias]) -> impl Iterator<Item = AliasRef<'_>> + Clone {
         .map(|(_, a)| AliasRef::from(a))
 }
 
-/// Writes header bytes into the text (its room reserved).
-struct Header<'t>(&'t mut String);
+/// The low 7 bits of `v >> shift`: one header byte.
+#[inline]
+fn b7(v: usize, shift: u32) -> u8 {
+    (v >> shift) as u8 & 0x7f
+}
 
-impl Header<'_> {
-    #[inline]
-    fn byte(&mut self, v: usize) {
-        self.0.push(char::from(v as u8 & 0x7f));
-    }
-    /// `v` in 2 bytes of 7 bits (lengths, ranks), lowest first.
-    #[inline]
-    fn put2(&mut self, v: usize) {
-        self.byte(v);
-        self.byte(v >> 7);
-    }
+/// The header's first bytes: the counts, the key's length and the length of
+/// the aliases' own values (3 bytes each, lowest 7 bits first).
+#[inline]
+fn head_entry(n_aliases: usize, n_addrs: usize, key_len: usize, values: usize) -> [u8; HEAD_BYTES] {
+    [
+        n_aliases as u8,
+        n_addrs as u8,
+        b7(key_len, 0),
+        b7(key_len, 7),
+        b7(key_len, 14),
+        b7(values, 0),
+        b7(values, 7),
+        b7(values, 14),
+    ]
+}
+
+/// One alias's header entry: its kind (with `SHARED` when its value is the
+/// key's) and its length.
+#[inline]
+fn alias_entry(kind: AliasKind, shared: bool, len: usize) -> [u8; ALIAS_BYTES] {
+    let shared = if shared { SHARED } else { 0 };
+    [
+        super::kind_index(kind) as u8 | shared,
+        b7(len, 0),
+        b7(len, 7),
+    ]
+}
+
+/// One address's header entry: its rank and its length.
+#[inline]
+fn addr_entry(rank: u32, len: usize) -> [u8; ADDR_BYTES] {
+    let rank = rank as usize;
+    [b7(rank, 0), b7(rank, 7), b7(len, 0), b7(len, 7)]
+}
+
+/// Appends header bytes (all below 0x80) to the text.
+#[inline]
+fn push_ascii(text: &mut String, bytes: &[u8]) {
+    text.extend(bytes.iter().map(|&b| char::from(b)));
 }
 
 #[inline]
@@ -209,16 +240,12 @@ impl SightingText {
                 continue;
             }
             let len = a.value.len();
-            let shared = if a.value == key {
-                SHARED
-            } else {
+            let shared = a.value == key;
+            if !shared {
                 own |= 1 << i;
                 values += len;
-                0
-            };
-            head[at] = super::kind_index(a.kind) as u8 | shared;
-            head[at + 1] = len as u8 & 0x7f;
-            head[at + 2] = (len >> 7) as u8 & 0x7f;
+            }
+            head[at..at + ALIAS_BYTES].copy_from_slice(&alias_entry(a.kind, shared, len));
             at += ALIAS_BYTES;
         }
         let n_aliases = (at - HEAD_BYTES) / ALIAS_BYTES;
@@ -226,20 +253,15 @@ impl SightingText {
         for &(rank, end) in addr_entries {
             let len = end as usize - start;
             start = end as usize;
-            head[at] = rank as u8 & 0x7f;
-            head[at + 1] = (rank >> 7) as u8 & 0x7f;
-            head[at + 2] = len as u8 & 0x7f;
-            head[at + 3] = (len >> 7) as u8 & 0x7f;
+            head[at..at + ADDR_BYTES].copy_from_slice(&addr_entry(rank, len));
             at += ADDR_BYTES;
         }
-        head[0] = n_aliases as u8;
-        head[1] = addr_entries.len() as u8;
-        head[2] = key.len() as u8 & 0x7f;
-        head[3] = (key.len() >> 7) as u8 & 0x7f;
-        head[4] = (key.len() >> 14) as u8 & 0x7f;
-        head[5] = values as u8 & 0x7f;
-        head[6] = (values >> 7) as u8 & 0x7f;
-        head[7] = (values >> 14) as u8 & 0x7f;
+        head[..HEAD_BYTES].copy_from_slice(&head_entry(
+            n_aliases,
+            addr_entries.len(),
+            key.len(),
+            values,
+        ));
         let mut text = String::with_capacity(at + key.len() + values + addr_text.len());
         // Bytes below 0x80: always valid.
         text.push_str(std::str::from_utf8(&head[..at]).unwrap_or_default());
@@ -282,21 +304,18 @@ impl SightingText {
             len += ADDR_BYTES + a.text.len();
         }
         let mut text = String::with_capacity(len);
-        let mut h = Header(&mut text);
-        h.byte(n_aliases);
-        h.byte(n_addrs);
-        h.put2(key.len());
-        h.byte(key.len() >> 14);
-        h.put2(values);
-        h.byte(values >> 14);
+        push_ascii(
+            &mut text,
+            &head_entry(n_aliases, n_addrs, key.len(), values),
+        );
         for a in aliases.clone() {
-            let shared = if a.value == key { SHARED } else { 0 };
-            h.byte(super::kind_index(a.kind) | usize::from(shared));
-            h.put2(a.value.len());
+            push_ascii(
+                &mut text,
+                &alias_entry(a.kind, a.value == key, a.value.len()),
+            );
         }
         for a in addrs.clone() {
-            h.put2(a.rank as usize);
-            h.put2(a.text.len());
+            push_ascii(&mut text, &addr_entry(a.rank, a.text.len()));
         }
         text.push_str(key);
         for a in aliases {
